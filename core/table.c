@@ -206,6 +206,12 @@ unsigned crp_table_shards(const crp_table *t)
     return t->h->shards;
 }
 
+void crp_table_shard_range(const crp_table *t, unsigned s, uint64_t *first, uint64_t *end)
+{
+    *first = (uint64_t)s * t->h->shard_slots;
+    *end = *first + t->h->shard_slots;
+}
+
 crp_key crp_table_key(const crp_table *t, const void *id, size_t len)
 {
     XXH128_hash_t h = XXH3_128bits_withSeed(id, len, t->h->seed);

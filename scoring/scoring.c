@@ -74,11 +74,6 @@ static const char *const state_names[] = {
     [CRP_STATE_PROBATION] = "probation",
 };
 
-static const char *const action_names[] = {
-    [CRP_ACTION_RESTRICT] = "restrict",
-    [CRP_ACTION_RESTRICT_TODAY] = "restrict_today",
-    [CRP_ACTION_ALERT_ONLY] = "alert_only",
-};
 
 static const char *const kind_names[] = {
     [CRP_TR_NONE] = "none",
@@ -106,13 +101,6 @@ const char *crp_state_name(int state)
     return state_names[state];
 }
 
-const char *crp_action_name(int action)
-{
-    if (action < 0 || (size_t)action >= COUNT_OF(action_names))
-        return "unknown";
-    return action_names[action];
-}
-
 const char *crp_transition_kind_name(int kind)
 {
     if (kind < 0 || (size_t)kind >= COUNT_OF(kind_names))
@@ -120,17 +108,20 @@ const char *crp_transition_kind_name(int kind)
     return kind_names[kind];
 }
 
-crp_err crp_action_parse(const char *s, size_t len, enum crp_action *out)
+void crp_policy_from_config(crp_policy *p, const crp_config *cfg)
 {
-    if (s == NULL || out == NULL)
-        return CRP_INVAL;
-    for (size_t i = 0; i < COUNT_OF(action_names); i++) {
-        if (strlen(action_names[i]) == len && memcmp(action_names[i], s, len) == 0) {
-            *out = (enum crp_action)i;
-            return CRP_OK;
-        }
-    }
-    return CRP_INVAL;
+    p->half_life_ms = cfg->scoring.half_life_ms;
+    p->min_messages = cfg->scoring.min_messages;
+    p->spam_ratio = cfg->scoring.spam_ratio;
+    p->phish_ratio = cfg->scoring.phish_ratio;
+    p->high_confidence_phish = cfg->scoring.high_confidence_phish;
+    p->malware = cfg->scoring.malware;
+    p->recipients_per_hour = cfg->scoring.recipients_per_hour;
+    p->recipients_per_day = cfg->scoring.recipients_per_day;
+    p->action = cfg->scoring.action;
+    p->auto_release_after_ms = cfg->scoring.auto_release_after_ms;
+    p->probation_ms = cfg->scoring.probation_ms;
+    p->probation_factor = cfg->scoring.probation_factor;
 }
 
 size_t crp_reason_names(unsigned bits, const char **out, size_t n)

@@ -143,14 +143,40 @@ Test(scoring, names)
     cr_assert(eq(str, (char *)crp_rule_name(CRP_RULE_HC_PHISH), "high_confidence_phish"));
     cr_assert(eq(str, (char *)crp_transition_kind_name(CRP_TR_WOULD_RESTRICT), "would_restrict"));
 
-    enum crp_action a;
-    cr_assert(eq(int, crp_action_parse("restrict_today", 14, &a), CRP_OK));
-    cr_assert(eq(int, a, CRP_ACTION_RESTRICT_TODAY));
-    cr_assert(eq(int, crp_action_parse("alert_only", 10, &a), CRP_OK));
-    cr_assert(eq(int, a, CRP_ACTION_ALERT_ONLY));
-    cr_assert(eq(int, crp_action_parse("restrict_todayX", 15, &a), CRP_INVAL));
-    cr_assert(eq(int, crp_action_parse("restrict", 7, &a), CRP_INVAL));
     cr_assert(eq(str, (char *)crp_action_name(CRP_ACTION_RESTRICT), "restrict"));
+}
+
+Test(scoring, policy_from_config_copies_every_field)
+{
+    crp_config cfg;
+    crp_config_defaults(&cfg);
+    cfg.scoring.half_life_ms = 1234;
+    cfg.scoring.min_messages = 7.5;
+    cfg.scoring.spam_ratio = 0.25;
+    cfg.scoring.phish_ratio = 0.05;
+    cfg.scoring.high_confidence_phish = 2;
+    cfg.scoring.malware = 4;
+    cfg.scoring.recipients_per_hour = 11;
+    cfg.scoring.recipients_per_day = 22;
+    cfg.scoring.action = CRP_ACTION_ALERT_ONLY;
+    cfg.scoring.auto_release_after_ms = 33;
+    cfg.scoring.probation_ms = 44;
+    cfg.scoring.probation_factor = 0.75;
+    crp_policy p;
+    crp_policy_from_config(&p, &cfg);
+    cr_assert(eq(u64, p.half_life_ms, 1234));
+    cr_assert(eq(dbl, p.min_messages, 7.5));
+    cr_assert(eq(dbl, p.spam_ratio, 0.25));
+    cr_assert(eq(dbl, p.phish_ratio, 0.05));
+    cr_assert(eq(dbl, p.high_confidence_phish, 2));
+    cr_assert(eq(dbl, p.malware, 4));
+    cr_assert(eq(u64, p.recipients_per_hour, 11));
+    cr_assert(eq(u64, p.recipients_per_day, 22));
+    cr_assert(eq(int, p.action, CRP_ACTION_ALERT_ONLY));
+    cr_assert(eq(u64, p.auto_release_after_ms, 33));
+    cr_assert(eq(u64, p.probation_ms, 44));
+    cr_assert(eq(dbl, p.probation_factor, 0.75));
+    crp_config_fini(&cfg);
 }
 
 Test(scoring, score_fits_payload)

@@ -151,6 +151,9 @@ bool crp_table_next(const crp_table *t, uint64_t *cursor, crp_record *out);
 /* The shard a key belongs to (its writer's index). */
 unsigned crp_table_shard_of(const crp_table *t, const crp_key *k);
 unsigned crp_table_shards(const crp_table *t);
+/* The cursor range [*first, *end) of shard s, for crp_table_next: a shard
+ * writer sweeps its own entries (time-driven transitions) with it. */
+void crp_table_shard_range(const crp_table *t, unsigned s, uint64_t *first, uint64_t *end);
 
 /* Finds the key or inserts it (ACTIVE, zero payload, last_ms = now_ms),
  * evicting if the shard is full. Returns CRP_OK with *slot and *created, or

@@ -40,6 +40,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "crp/config.h"
 #include "crp/err.h"
 #include "crp/table.h"
 
@@ -76,13 +77,6 @@ typedef struct crp_event {
 /* Policy                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* What the engine does when a rule trips ([scoring] action). */
-enum crp_action {
-    CRP_ACTION_RESTRICT = 0,       /* restrict until released */
-    CRP_ACTION_RESTRICT_TODAY = 1, /* restrict until the next UTC midnight */
-    CRP_ACTION_ALERT_ONLY = 2,     /* report "would restrict", change nothing */
-};
-
 /* The [scoring] section as plain numbers. Filled by the caller (the config
  * module's values, or crp_policy_defaults); scoring never parses anything.
  * Count thresholds are doubles because probation multiplies them by a
@@ -90,14 +84,14 @@ enum crp_action {
  * read, never kept. */
 typedef struct crp_policy {
     uint64_t half_life_ms;        /* 0 = counters never decay */
-    uint32_t min_messages;        /* ratio rules need this decayed volume */
+    double min_messages;          /* ratio rules need this decayed volume */
     double spam_ratio;            /* spam / messages >= this trips */
     double phish_ratio;           /* phish / messages >= this trips */
     double high_confidence_phish; /* hc_phish >= this trips */
     double malware;               /* malware >= this trips */
     uint64_t recipients_per_hour; /* last hour > this trips */
     uint64_t recipients_per_day;  /* last day > this trips */
-    enum crp_action action;
+    crp_action action; /* from crp/config.h */
     uint64_t auto_release_after_ms; /* 0 = only an admin releases */
     uint64_t probation_ms;          /* 0 = no probation after a release */
     double probation_factor;        /* thresholds multiplier in probation */
@@ -114,11 +108,9 @@ void crp_policy_defaults(crp_policy *p);
  * and, if `why` is not NULL, a static string naming the bad field. */
 crp_err crp_policy_check(const crp_policy *p, const char **why);
 
-/* "restrict", "restrict_today", "alert_only"; "unknown" for other values. */
-const char *crp_action_name(int action);
-
-/* Parses an action name (len bytes, no NUL needed). CRP_OK or CRP_INVAL. */
-crp_err crp_action_parse(const char *s, size_t len, enum crp_action *out);
+/* Copies the [scoring] section of a loaded config into *p. The config
+ * module has already validated every value. */
+void crp_policy_from_config(crp_policy *p, const crp_config *cfg);
 
 /* ------------------------------------------------------------------------ */
 /* Per-connector score (the entry's payload)                                 */
