@@ -533,6 +533,13 @@ bool crp_table_lookup(const crp_table *t, const crp_key *k, crp_verdict *out)
     return false;
 }
 
+void crp_table_prefetch(const crp_table *t, const crp_key *k)
+{
+    uint64_t i = crp_table_shard_of(t, k) * t->h->shard_slots + home_of(t, k);
+    __builtin_prefetch(&t->hot[i], 0, 3);
+    __builtin_prefetch(&t->cold[i], 0, 3);
+}
+
 /* ---- consistent snapshot of one slot ------------------------------------ */
 
 /* Reads the tenant name of an index. Tenant entries are immutable once

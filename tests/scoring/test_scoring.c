@@ -1104,3 +1104,85 @@ Test(scoring_table, bad_lengths_are_inval)
     cr_assert(eq(int, crp_score_block_sw(t, &p, "", 0, NULL, 0, T0, tr), CRP_INVAL));
     crp_table_destroy(&t);
 }
+
+struct batch_count {
+    size_t calls, restricted;
+};
+
+static void count_transitions(void *ctx, const crp_event *ev, const crp_transition *tr, size_t ntr)
+{
+    struct batch_count *c = ctx;
+    (void)ev;
+    c->calls++;
+    for (size_t i = 0; i < ntr; i++)
+        c->restricted += tr[i].kind == CRP_TR_RESTRICTED;
+}
+
+/* The pipelined batch path must leave exactly the state the one-by-one path
+ * leaves, report the same transitions, and count refused events. */
+Test(scoring_table, batch_matches_single_events)
+{
+    crp_table *a = NULL, *b = NULL;
+    crp_table_opts o = {.capacity = 4096, .shards = 1, .seed = 99};
+    cr_assert(eq(int, crp_table_create(&a, &o), CRP_OK));
+    cr_assert(eq(int, crp_table_create(&b, &o), CRP_OK));
+    crp_policy p;
+    crp_policy_defaults(&p);
+
+    enum { N = 5000, CONNS = 300 };
+    static char ids[CONNS][16];
+    static crp_event ev[N];
+    uint64_t base = 1764806400000ull;
+    for (int i = 0; i < CONNS; i++)
+        snprintf(ids[i], sizeof ids[i], "c-%d", i);
+    for (int i = 0; i < N; i++) {
+        int c = (i * 7919) % CONNS;
+        ev[i] = (crp_event){.id = ids[c],
+                            .id_len = (uint8_t)strlen(ids[c]),
+                            .tenant = "t",
+                            .tenant_len = 1,
+                            .ts_ms = base + (uint64_t)i * 10,
+                            .verdict = (uint16_t)(c % 10 == 0 ? CRP_VERDICT_SPAM : 0),
+                            .recipients = 1};
+    }
+    ev[17].id_len = 0; /* refused by both paths */
+
+    struct batch_count single = {0}, batch = {0};
+    size_t single_refused = 0;
+    for (int i = 0; i < N; i++) {
+        crp_transition tr[CRP_SCORE_MAX_TRANSITIONS];
+        size_t ntr = 0;
+        if (crp_score_apply_sw(a, &p, &ev[i], base + N * 10, tr, &ntr) != CRP_OK) {
+            single_refused++;
+            continue;
+        }
+        if (ntr)
+            count_transitions(&single, &ev[i], tr, ntr);
+    }
+    size_t refused = 0;
+    size_t applied =
+        crp_score_apply_batch_sw(b, &p, ev, N, base + N * 10, count_transitions, &batch, &refused);
+    cr_assert(eq(sz, refused, 1));
+    cr_assert(eq(sz, single_refused, 1));
+    cr_assert(eq(sz, applied, N - 1));
+    cr_assert(eq(sz, batch.calls, single.calls));
+    cr_assert(eq(sz, batch.restricted, single.restricted));
+    cr_assert(gt(sz, batch.restricted, 0));
+    for (int i = 0; i < CONNS; i++) {
+        crp_key k = crp_table_key(a, ids[i], strlen(ids[i]));
+        crp_record ra, rb;
+        cr_assert(eq(int, crp_table_read(a, &k, &ra), CRP_OK));
+        cr_assert(eq(int, crp_table_read(b, &k, &rb), CRP_OK));
+        cr_assert(eq(int, ra.entry.state, rb.entry.state));
+        crp_score sa, sb;
+        crp_score_get(&ra.entry, &sa);
+        crp_score_get(&rb.entry, &sb);
+        cr_assert(eq(int, memcmp(ra.entry.payload, rb.entry.payload, CRP_PAYLOAD_SIZE), 0),
+                  "%s: messages %g/%g spam %g/%g rcpt %u/%u %u/%u", ids[i], sa.messages,
+                  sb.messages, sa.spam, sb.spam, sa.rcpt_hour_cur, sb.rcpt_hour_cur,
+                  sa.rcpt_hour_prev, sb.rcpt_hour_prev);
+        cr_assert(eq(u64, ra.entry.last_ms, rb.entry.last_ms));
+    }
+    crp_table_destroy(&a);
+    crp_table_destroy(&b);
+}

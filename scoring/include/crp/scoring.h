@@ -349,6 +349,21 @@ size_t crp_reason_names(unsigned bits, const char **out, size_t n);
 crp_err crp_score_apply_sw(crp_table *t, const crp_policy *p, const crp_event *ev, uint64_t now_ms,
                            crp_transition *tr, size_t *ntr);
 
+/* Called for each event of a batch that changed state (ntr >= 1). */
+typedef void crp_transition_fn(void *ctx, const crp_event *ev, const crp_transition *tr,
+                               size_t ntr);
+
+/* Applies n events in order, as crp_score_apply_sw each, but hashes and
+ * prefetches each event's home slot a few events ahead so that the memory
+ * misses of neighbouring events overlap (the table does not fit in cache).
+ * Calls fn (may be NULL) for every event that produced transitions. Returns
+ * the number of events applied; the others were refused by the table
+ * (CRP_FULL, CRP_IDS_FULL, CRP_TENANTS_FULL, CRP_INVAL) and are counted in
+ * *refused. Caller: the shard writer of every event's key. */
+size_t crp_score_apply_batch_sw(crp_table *t, const crp_policy *p, const crp_event *ev, size_t n,
+                                uint64_t now_ms, crp_transition_fn *fn, void *ctx,
+                                size_t *refused);
+
 /* Admin removal by key (crp_score_remove on the stored entry). Returns
  * CRP_OK, CRP_NOTFOUND when the key is absent, or CRP_CONFLICT when it is not
  * RESTRICTED. Caller: the key's shard writer. */
