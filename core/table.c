@@ -5,7 +5,8 @@
  * Only offsets are stored, so the bytes mean the same wherever they are mapped.
  *
  *   hot[slot]   32 bytes, two per cache line: key (16), state word (8),
- *               generation (4), meta (tenant index, id length) (4).
+ *               generation (4), meta (id length, tenant index, coarse
+ *               age) (4).
  *               A lookup reads nothing else.
  *   cold[slot]  48 bytes: sequence counter, 36-byte payload, last_ms.
  *   ids[slot]   40 bytes: the id text when it fits, else a pool cell index.
@@ -28,7 +29,8 @@
  *  2. A key is present at most once and lies within PROBE_MAX slots of its
  *     home, with no EMPTY slot between home and its position. So a reader
  *     may stop at the first EMPTY slot or after PROBE_MAX slots.
- *  3. key, meta and the id cell of a LIVE slot are immutable. They change
+ *  3. key, id length, tenant and the id cell of a LIVE slot are immutable
+ *     (the coarse age bits of meta are the writer's eviction hint). They change
  *     only when the slot is reused, and reuse is bracketed by the slot's
  *     generation: odd while the writer rewrites the slot, even otherwise.
  *     A reader that sees the same even generation before and after reading
@@ -94,12 +96,27 @@ enum { ST_EMPTY = 0, ST_LIVE = 1, ST_TOMB = 2 };
 #define W_SINCE(w)   ((w) >> 16)
 #define SINCE_MAX    ((1ull << 48) - 1)
 
+/* Meta word: bits 0-7 id length, 8-19 tenant index, 20-31 the minute of the
+ * last update modulo 4096 (68 hours). The age lets an insert pick its
+ * eviction victim from the hot lines alone, without a cold-line miss per
+ * candidate; entries idle longer than 68 hours wrap and may look young,
+ * which only makes them a less likely victim than they deserve. */
+#define META_TENANT(m)   (((m) >> 8) & 0xfffu)
+#define META_AGE(m)      ((m) >> 20)
+#define AGE_MASK         0xfffu
+#define AGE_OF(ms)       ((uint32_t)((ms) / 60000u) & AGE_MASK)
+
+static inline uint32_t make_meta(size_t id_len, uint32_t tenant, uint64_t now_ms)
+{
+    return AGE_OF(now_ms) << 20 | tenant << 8 | (uint32_t)id_len;
+}
+
 struct hot {
     _Atomic uint64_t key_lo;
     _Atomic uint64_t key_hi;
     _Atomic uint64_t word;
     _Atomic uint32_t gen;
-    _Atomic uint32_t meta; /* tenant index << 8 | id length */
+    _Atomic uint32_t meta; /* age minutes << 20 | tenant index << 8 | id length */
 };
 
 struct cold {
@@ -161,6 +178,7 @@ _Static_assert(sizeof(struct cold) == 48, "cold entry size");
 _Static_assert(sizeof(struct idcell) == ID_INLINE, "id cell size");
 _Static_assert(sizeof(struct shard) == 64, "one cache line per shard");
 _Static_assert(sizeof(struct header) <= HEADER_SIZE, "header fits its page");
+_Static_assert(TENANT_CAP <= 4096, "tenant index has 12 bits in meta");
 
 struct crp_table {
     unsigned char *base;
@@ -385,11 +403,13 @@ crp_err crp_table_create(crp_table **out, const crp_table_opts *opts)
             err = CRP_SYS;
             goto out_free;
         }
-#ifdef MADV_HUGEPAGE
-        /* Fewer TLB misses on big tables; advisory, so failure is fine. */
-        (void)madvise(p, plan.total_bytes, MADV_HUGEPAGE);
-#endif
     }
+#ifdef MADV_HUGEPAGE
+    /* Fewer TLB misses on big tables (a DRAM miss through 4 KiB pages costs
+     * a page walk more). Advisory: shared memory gets huge pages only when
+     * /sys/kernel/mm/transparent_hugepage/shmem_enabled allows it. */
+    (void)madvise(p, plan.total_bytes, MADV_HUGEPAGE);
+#endif
     t->base = p;
     t->bytes = plan.total_bytes;
     t->writable = true;
@@ -610,7 +630,7 @@ static crp_err read_slot(const crp_table *t, uint64_t i, crp_record *r)
         uint32_t g2 = atomic_load_explicit(&e->gen, memory_order_relaxed);
         if (s1 != s2 || g1 != g2)
             continue;
-        tenant_read(t, meta >> 8, r->tenant, &r->tenant_len);
+        tenant_read(t, META_TENANT(meta), r->tenant, &r->tenant_len);
         return CRP_OK;
     }
     return CRP_BUSY;
@@ -776,7 +796,7 @@ static void evict(crp_table *t, unsigned shard, uint64_t slot)
 {
     struct hot *e = &t->hot[slot];
     struct cold *c = &t->cold[slot];
-    uint32_t len = atomic_load_explicit(&e->meta, memory_order_relaxed) & 0xffu;
+    uint32_t len = atomic_load_explicit(&e->meta, memory_order_relaxed) & 0xffu; /* id length */
     /* The sequence brackets the eviction because the pool cell freed here
      * may be rewritten by another slot's insert before a snapshot reader of
      * this slot finishes (invariant 5). */
@@ -846,7 +866,8 @@ crp_err crp_table_upsert_sw(crp_table *t, const crp_key *k, const void *id, size
     uint64_t i = home_of(t, k);
     struct shard *sh = &t->shards[shard];
 
-    uint64_t free_slot = NO_SLOT, victim = NO_SLOT, victim_ms = UINT64_MAX;
+    uint64_t free_slot = NO_SLOT, victim = NO_SLOT;
+    uint32_t victim_idle = 0, now_age = AGE_OF(now_ms);
     unsigned free_d = PROBE_MAX, victim_d = PROBE_MAX;
     bool chain_open = true; /* false once an EMPTY slot ended the key's chain */
     for (unsigned d = 0; d < PROBE_MAX; d++) {
@@ -875,10 +896,11 @@ crp_err crp_table_upsert_sw(crp_table *t, const crp_key *k, const void *id, size
             }
         }
         if (evictable(w)) {
-            uint64_t ms = atomic_load_explicit(&t->cold[s].last_ms, memory_order_relaxed);
-            if (ms < victim_ms) {
+            uint32_t idle = (now_age - META_AGE(atomic_load_explicit(&e->meta, memory_order_relaxed))) &
+                            AGE_MASK;
+            if (victim == NO_SLOT || idle > victim_idle) {
                 victim = s;
-                victim_ms = ms;
+                victim_idle = idle;
                 victim_d = d;
             }
         }
@@ -936,7 +958,7 @@ crp_err crp_table_upsert_sw(crp_table *t, const crp_key *k, const void *id, size
     seq_open(c);
     atomic_store_explicit(&e->key_lo, k->lo, memory_order_relaxed);
     atomic_store_explicit(&e->key_hi, k->hi, memory_order_relaxed);
-    atomic_store_explicit(&e->meta, tenant_idx << 8 | (uint32_t)id_len, memory_order_relaxed);
+    atomic_store_explicit(&e->meta, make_meta(id_len, tenant_idx, now_ms), memory_order_relaxed);
     if (cell == NO_CELL) {
         words_store(t->ids[target].w, id, id_len);
     } else {
@@ -992,6 +1014,12 @@ void crp_table_store_sw(crp_table *t, crp_slot slot, const crp_entry *e)
     for (size_t j = 0; j < CRP_PAYLOAD_SIZE / 4; j++)
         atomic_store_explicit(&c->payload[j], pw[j], memory_order_relaxed);
     atomic_store_explicit(&c->last_ms, e->last_ms, memory_order_relaxed);
+    /* Refresh the coarse age only when its minute changes, so that most
+     * updates leave the hot line (which lookups read) untouched. */
+    uint32_t meta = atomic_load_explicit(&hot->meta, memory_order_relaxed);
+    if (META_AGE(meta) != AGE_OF(e->last_ms))
+        atomic_store_explicit(&hot->meta, (meta & ~(AGE_MASK << 20)) | AGE_OF(e->last_ms) << 20,
+                              memory_order_relaxed);
     uint64_t old = atomic_load_explicit(&hot->word, memory_order_relaxed);
     uint64_t w = make_word(ST_LIVE, e);
     if (w != old) {

@@ -311,6 +311,30 @@ Test(table, flood_never_evicts_restricted)
     crp_table_destroy(&t);
 }
 
+/* When full, the victim is the entry idle longest (minute granularity). */
+Test(table, eviction_takes_the_longest_idle)
+{
+    crp_table *t = make(64, 1); /* 88 slots: the whole shard is one window */
+    char id[32];
+    for (int i = 0; i < 64; i++) {
+        snprintf(id, sizeof id, "idle-%d", i);
+        crp_key k = crp_table_key(t, id, strlen(id));
+        crp_slot s;
+        bool c;
+        /* idle-17 was updated longest ago; the others a minute apart later. */
+        uint64_t now = (i == 17 ? 0 : 100 + (uint64_t)i) * 60000u;
+        cr_assert(eq(int, crp_table_upsert_sw(t, &k, id, strlen(id), "", 0, now, &s, &c), CRP_OK));
+    }
+    crp_key k = crp_table_key(t, "new", 3);
+    crp_slot s;
+    bool c;
+    cr_assert(eq(int, crp_table_upsert_sw(t, &k, "new", 3, "", 0, 200 * 60000u, &s, &c), CRP_OK));
+    cr_assert(eq(int, look(t, "idle-17").state, CRP_STATE_UNKNOWN));
+    cr_assert(eq(int, look(t, "idle-16").state, CRP_STATE_ACTIVE));
+    cr_assert(eq(int, look(t, "new").state, CRP_STATE_ACTIVE));
+    crp_table_destroy(&t);
+}
+
 Test(table, full_of_restricted_refuses_inserts)
 {
     crp_table *t = make(64, 1);
