@@ -75,6 +75,7 @@
 #define TABLE_VERSION    1u
 #define HEADER_SIZE      4096u
 #define PROBE_MAX        256u
+#define VICTIM_SCAN      32u
 #define ID_INLINE        40u
 #define POOL_CELL        256u
 #define POOL_EVERY       64u /* one long-id cell per this many slots */
@@ -871,6 +872,11 @@ crp_err crp_table_upsert_sw(crp_table *t, const crp_key *k, const void *id, size
     unsigned free_d = PROBE_MAX, victim_d = PROBE_MAX;
     bool chain_open = true; /* false once an EMPTY slot ended the key's chain */
     for (unsigned d = 0; d < PROBE_MAX; d++) {
+        /* Past the key's chain only a victim is sought: a short look (one
+         * kilobyte of hot lines) keeps inserts into a full table cheap, and
+         * the whole window is searched only if that found nothing. */
+        if (!chain_open && victim != NO_SLOT && d >= VICTIM_SCAN)
+            break;
         uint64_t s = base + i;
         const struct hot *e = &t->hot[s];
         uint64_t w = atomic_load_explicit(&e->word, memory_order_relaxed);
