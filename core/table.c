@@ -480,7 +480,11 @@ void crp_table_destroy(crp_table **tp)
     if (tp == NULL || *tp == NULL)
         return;
     crp_table *t = *tp;
-    if (t->writable && t->shm_name[0]) {
+    /* Acquire pairs with the release in retire_existing(): if a newer
+     * engine already replaced this object, the name is now its table's and
+     * must not be unlinked. */
+    if (t->writable && t->shm_name[0] &&
+        atomic_load_explicit(&t->h->retired, memory_order_acquire) == 0) {
         /* Readers that still map the object learn to re-attach. */
         atomic_store_explicit(&t->h->retired, 1, memory_order_release);
         shm_unlink(t->shm_name);
@@ -554,11 +558,15 @@ bool crp_table_lookup(const crp_table *t, const crp_key *k, crp_verdict *out)
     return false;
 }
 
-void crp_table_prefetch(const crp_table *t, const crp_key *k)
+void crp_table_prefetch(const crp_table *t, const crp_key *k, bool update)
 {
     uint64_t i = crp_table_shard_of(t, k) * t->h->shard_slots + home_of(t, k);
-    __builtin_prefetch(&t->hot[i], 0, 3);
-    __builtin_prefetch(&t->cold[i], 0, 3);
+    if (update) {
+        __builtin_prefetch(&t->hot[i], 1, 3);
+        __builtin_prefetch(&t->cold[i], 1, 3);
+    } else {
+        __builtin_prefetch(&t->hot[i], 0, 3);
+    }
 }
 
 /* ---- consistent snapshot of one slot ------------------------------------ */

@@ -74,7 +74,7 @@ size_t crp_score_apply_batch_sw(crp_table *t, const crp_policy *p, const crp_eve
             const crp_event *e = &ev[i];
             if (lengths_ok(e->id, e->id_len, e->tenant, e->tenant_len)) {
                 keys[i % PIPELINE] = crp_table_key(t, e->id, e->id_len);
-                crp_table_prefetch(t, &keys[i % PIPELINE]);
+                crp_table_prefetch(t, &keys[i % PIPELINE], true);
             }
         }
     }

@@ -311,27 +311,43 @@ Test(table, flood_never_evicts_restricted)
     crp_table_destroy(&t);
 }
 
-/* When full, the victim is the entry idle longest (minute granularity). */
+/* When full, an insert evicts the entry idle longest (minute granularity)
+ * among the candidates near the key. Half the entries are old and half
+ * recent; with 32 candidates looked at, missing every old one has
+ * probability 2^-32, so only old entries may go. */
 Test(table, eviction_takes_the_longest_idle)
 {
-    crp_table *t = make(64, 1); /* 88 slots: the whole shard is one window */
+    enum { CAP = 1024, NEW = 50 };
+    crp_table *t = make(CAP, 1);
     char id[32];
-    for (int i = 0; i < 64; i++) {
+    for (int i = 0; i < CAP; i++) {
         snprintf(id, sizeof id, "idle-%d", i);
         crp_key k = crp_table_key(t, id, strlen(id));
         crp_slot s;
         bool c;
-        /* idle-17 was updated longest ago; the others a minute apart later. */
-        uint64_t now = (i == 17 ? 0 : 100 + (uint64_t)i) * 60000u;
+        uint64_t now = (i % 2 ? 100 : 0) * 60000u;
         cr_assert(eq(int, crp_table_upsert_sw(t, &k, id, strlen(id), "", 0, now, &s, &c), CRP_OK));
     }
-    crp_key k = crp_table_key(t, "new", 3);
-    crp_slot s;
-    bool c;
-    cr_assert(eq(int, crp_table_upsert_sw(t, &k, "new", 3, "", 0, 200 * 60000u, &s, &c), CRP_OK));
-    cr_assert(eq(int, look(t, "idle-17").state, CRP_STATE_UNKNOWN));
-    cr_assert(eq(int, look(t, "idle-16").state, CRP_STATE_ACTIVE));
-    cr_assert(eq(int, look(t, "new").state, CRP_STATE_ACTIVE));
+    for (int i = 0; i < NEW; i++) {
+        snprintf(id, sizeof id, "new-%d", i);
+        crp_key k = crp_table_key(t, id, strlen(id));
+        crp_slot s;
+        bool c;
+        cr_assert(eq(int, crp_table_upsert_sw(t, &k, id, strlen(id), "", 0, 200 * 60000u, &s, &c),
+                     CRP_OK));
+    }
+    crp_table_stats st;
+    crp_table_stats_get(t, &st);
+    cr_assert(ge(u64, st.evictions, NEW));
+    int old_gone = 0;
+    for (int i = 0; i < CAP; i++) {
+        snprintf(id, sizeof id, "idle-%d", i);
+        if (i % 2)
+            cr_assert(eq(int, look(t, id).state, CRP_STATE_ACTIVE), "recent %s evicted", id);
+        else
+            old_gone += look(t, id).state == CRP_STATE_UNKNOWN;
+    }
+    cr_assert(eq(u64, (uint64_t)old_gone, st.evictions));
     crp_table_destroy(&t);
 }
 
@@ -461,8 +477,11 @@ Test(table, replacing_a_shm_table_retires_the_old_one)
     cr_assert(eq(int, crp_table_attach(&r, name), CRP_OK));
     cr_assert(ne(u64, crp_table_generation(r), g1));
     crp_table_destroy(&r);
+    crp_table_destroy(&a); /* already replaced: must not unlink b's object */
+    cr_assert(eq(int, crp_table_attach(&r, name), CRP_OK));
+    crp_table_destroy(&r);
     crp_table_destroy(&b);
-    crp_table_destroy(&a); /* object already replaced: unlink is harmless */
+    cr_assert(eq(int, crp_table_attach(&r, name), CRP_SYS));
 }
 
 Test(table, attach_rejects_foreign_objects)

@@ -138,10 +138,11 @@ crp_key crp_table_key(const crp_table *t, const void *id, size_t len);
  * (and out->state = UNKNOWN) when absent. Any thread or process. */
 bool crp_table_lookup(const crp_table *t, const crp_key *k, crp_verdict *out);
 
-/* Hints the CPU to fetch the lines a lookup or update of this key will
- * touch first (its home slot, hot and cold). Writers processing a batch
- * call it a few keys ahead to overlap memory misses. Any thread. */
-void crp_table_prefetch(const crp_table *t, const crp_key *k);
+/* Hints the CPU to fetch the lines a lookup (update = false: the home hot
+ * line) or an update (update = true: hot and cold, with write intent) of
+ * this key will touch first. Batch loops call it a few keys ahead to
+ * overlap memory misses. Any thread. */
+void crp_table_prefetch(const crp_table *t, const crp_key *k, bool update);
 
 /* Copies one entry consistently (per-slot sequence counter). Returns
  * CRP_OK, CRP_NOTFOUND, or CRP_BUSY if writers kept changing it. Any thread. */
