@@ -1,0 +1,431 @@
+/* The events thread: transitions in from the writers, one log line each,
+ * and the state changes published on the PUB socket (docs/protocol.md
+ * section 4).
+ *
+ * Every message is three frames: the topic, 16 bytes (instance id u64 LE,
+ * random per start; sequence u64 LE, 1 for the first event and +1 for every
+ * published event whatever its topic) and a JSON body. This thread is the
+ * only one that numbers events, so the sequence needs no atomics and has no
+ * holes: a consumer that sees one knows it missed a message (PUB drops for
+ * slow subscribers).
+ *
+ * Published: restricted, blocked, unblocked, released. Logged only:
+ * probation_ended (a consumer computes it from the unblocked/released
+ * event's probation_until) and would_restrict (action alert_only: nothing
+ * changed). Alerts (topic alert.suspicious-connector) hang off alert_hook().
+ */
+#define _DEFAULT_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <zmq.h>
+
+#include "crp/clock.h"
+#include "engine_priv.h"
+
+/* Published messages a slow subscriber may lag behind before PUB drops. */
+#define PUB_HWM 100000
+/* How long a stopping engine tries to flush published events. */
+#define PUB_LINGER_MS 500
+/* Real numbers in bodies: enough digits for a float counter, few enough
+ * that 0.1 prints as 0.1. */
+#define BODY_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
+
+struct crp_events {
+    void *pull; /* transitions from the writers */
+    void *ctl;  /* ROUTER: CRP_CTL_ALERTS */
+    void *pub;  /* [events] bind */
+    unsigned writers;
+    unsigned done;
+    crp_alert_settings alerts;
+    crp_counters *c;
+    uint64_t instance;
+    uint64_t seq;
+    pthread_t thread;
+    bool started;
+};
+
+static void set_int(void *sock, int opt, int v)
+{
+    (void)zmq_setsockopt(sock, opt, &v, sizeof v);
+}
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* ------------------------------------------------------------------------ */
+/* JSON bodies                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Length of the well-formed UTF-8 sequence at s, or 0 if there is none
+ * (overlong forms, surrogates and code points over U+10FFFF included). */
+static size_t utf8_seq(const unsigned char *s, size_t len)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef)
+        n = 3;
+    else if (c >= 0xf0 && c <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (c == 0xe0)
+        lo = 0xa0;
+    else if (c == 0xed)
+        hi = 0x9f;
+    else if (c == 0xf0)
+        lo = 0x90;
+    else if (c == 0xf4)
+        hi = 0x8f;
+    if (len < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    }
+    return n;
+}
+
+/* A JSON string of arbitrary bytes: as is when they are UTF-8, else with
+ * every byte that is not part of a well-formed sequence replaced by U+FFFD
+ * (*lossy is then set, and the caller adds the bytes in hex). */
+static json_t *text_json(const char *text, size_t len, bool *lossy)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    /* Ids, names and comments are at most CRP_ENGINE_COMMENT_MAX bytes;
+     * each byte becomes at most 3 (U+FFFD). */
+    char buf[3 * CRP_ENGINE_COMMENT_MAX + 1];
+    size_t o = 0;
+    *lossy = false;
+    if (len > CRP_ENGINE_COMMENT_MAX)
+        len = CRP_ENGINE_COMMENT_MAX;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(s + i, len - i);
+        if (n == 0) {
+            memcpy(buf + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+            *lossy = true;
+        } else {
+            memcpy(buf + o, s + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    return json_stringn(buf, o);
+}
+
+static json_t *hex_json(const char *text, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char buf[2 * CRP_ID_MAX + 1];
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 2 < sizeof buf; i++) {
+        buf[o++] = hex[(unsigned char)text[i] >> 4];
+        buf[o++] = hex[(unsigned char)text[i] & 15];
+    }
+    return json_stringn(buf, o);
+}
+
+static json_t *time_json(uint64_t ms)
+{
+    char ts[32];
+    crp_rfc3339_ms(ms, ts);
+    return json_string(ts);
+}
+
+/* The body of docs/protocol.md section 4 for one transition. */
+static char *note_body(const crp_note *n, size_t *len)
+{
+    json_t *o = json_object();
+    json_t *reasons = json_array();
+    const char *names[8];
+    bool lossy_id, lossy_tenant, lossy;
+    int bad = o == NULL || reasons == NULL;
+
+    if (bad) {
+        json_decref(o);
+        json_decref(reasons);
+        return NULL;
+    }
+    bad |= json_object_set_new(o, "connector_id", text_json(n->id, n->id_len, &lossy_id));
+    if (lossy_id)
+        bad |= json_object_set_new(o, "connector_id_hex", hex_json(n->id, n->id_len));
+    bad |= json_object_set_new(o, "tenant", text_json(n->tenant, n->tenant_len, &lossy_tenant));
+    if (lossy_tenant)
+        bad |= json_object_set_new(o, "tenant_hex", hex_json(n->tenant, n->tenant_len));
+    bad |= json_object_set_new(o, "state", json_string(crp_state_name(n->tr.to)));
+    bad |= json_object_set_new(o, "previous_state", json_string(crp_state_name(n->tr.from)));
+    size_t k = crp_reason_names(n->tr.reasons, names, 8);
+    for (size_t i = 0; i < k; i++)
+        bad |= json_array_append_new(reasons, json_string(names[i]));
+    bad |= json_object_set_new(o, "reasons", reasons);
+    bad |= json_object_set_new(o, "since", time_json(n->since_ms));
+    bad |= json_object_set_new(o, "actor", text_json(n->actor, strlen(n->actor), &lossy));
+    if (n->comment[0] != '\0')
+        bad |= json_object_set_new(o, "comment", text_json(n->comment, strlen(n->comment), &lossy));
+    if (n->tr.to == CRP_STATE_PROBATION && n->probation_ms > 0)
+        bad |= json_object_set_new(o, "probation_until", time_json(n->since_ms + n->probation_ms));
+    if (n->tr.n_evidence > 0) {
+        json_t *evidence = json_array();
+        bad |= evidence == NULL;
+        for (size_t i = 0; evidence != NULL && i < n->tr.n_evidence && i < CRP_RULE_COUNT; i++) {
+            const crp_rule_eval *r = &n->tr.evidence[i];
+            json_t *e = json_pack("{s:s, s:f, s:f, s:b}", "rule", r->name, "value", r->value,
+                                  "threshold", r->threshold, "tripped", (int)r->tripped);
+            bad |= json_array_append_new(evidence, e);
+        }
+        bad |= json_object_set_new(o, "evidence", evidence);
+    }
+    char *text = bad ? NULL : json_dumps(o, BODY_FLAGS);
+    json_decref(o);
+    if (text != NULL)
+        *len = strlen(text);
+    return text;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Handling                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static const char *topic_of(int kind)
+{
+    switch (kind) {
+    case CRP_TR_RESTRICTED:
+        return "state.restricted";
+    case CRP_TR_BLOCKED:
+        return "state.blocked";
+    case CRP_TR_UNBLOCKED:
+        return "state.unblocked";
+    case CRP_TR_RELEASED:
+        return "state.released";
+    default:
+        return NULL;
+    }
+}
+
+/* The hook for "Suspicious connector activity" alerts (admin issue): it
+ * sees every restriction, manual block and would-restrict with the running
+ * [alerts] settings (ev->alerts, replaced on reload), and is where the
+ * alert.suspicious-connector event, the per-connector daily limit and the
+ * notify_command belong. Publishing from here with publish() keeps alerts
+ * in the same numbered stream as state changes. */
+static void alert_hook(struct crp_events *ev, const crp_note *n)
+{
+    (void)ev;
+    (void)n;
+}
+
+static void publish(struct crp_events *ev, const char *topic, const char *body, size_t len)
+{
+    unsigned char hdr[16];
+    put_le64(hdr, ev->instance);
+    put_le64(hdr + 8, ++ev->seq);
+    /* PUB never blocks: a subscriber past its high-water mark loses the
+     * message and sees the hole in the sequence. */
+    if (zmq_send(ev->pub, topic, strlen(topic), ZMQ_SNDMORE) < 0 ||
+        zmq_send(ev->pub, hdr, sizeof hdr, ZMQ_SNDMORE) < 0 ||
+        zmq_send(ev->pub, body, len, 0) < 0) {
+        crp_log(CRP_LOG_ERROR, "events: cannot publish %s: %s", topic, zmq_strerror(errno));
+        return;
+    }
+    atomic_fetch_add_explicit(&ev->c->events_published, 1,
+                              memory_order_relaxed); /* statistics only */
+}
+
+static void handle_note(struct crp_events *ev, const crp_note *n)
+{
+    char id[4 * CRP_ID_MAX + 8], tenant[4 * CRP_TENANT_MAX + 8], reasons[128];
+    const char *names[8];
+    size_t k = crp_reason_names(n->tr.reasons, names, 8), off = 0;
+    const char *topic = topic_of(n->tr.kind);
+
+    reasons[0] = '\0';
+    for (size_t i = 0; i < k && off < sizeof reasons; i++)
+        off +=
+            (size_t)snprintf(reasons + off, sizeof reasons - off, "%s%s", i ? "," : "", names[i]);
+    crp_log_escape(id, sizeof id, n->id, n->id_len);
+    crp_log_escape(tenant, sizeof tenant, n->tenant, n->tenant_len);
+
+    if (topic != NULL) {
+        size_t len = 0;
+        char *body = note_body(n, &len);
+        if (body != NULL) {
+            publish(ev, topic, body, len);
+            free(body);
+        } else {
+            crp_log(CRP_LOG_ERROR, "events: out of memory formatting %s", topic);
+        }
+    }
+    bool bad = n->tr.kind == CRP_TR_RESTRICTED || n->tr.kind == CRP_TR_BLOCKED ||
+               n->tr.kind == CRP_TR_WOULD_RESTRICT;
+    char seq[32] = "";
+    if (topic != NULL)
+        snprintf(seq, sizeof seq, " seq=%llu", (unsigned long long)ev->seq);
+    crp_log(bad ? CRP_LOG_WARN : CRP_LOG_INFO,
+            "%s connector='%s' tenant='%s' state=%s reasons=%s actor=%s%s",
+            crp_transition_kind_name(n->tr.kind), id, tenant, crp_state_name(n->tr.to),
+            k > 0 ? reasons : "-", n->actor, seq);
+    if (bad)
+        alert_hook(ev, n);
+}
+
+static void handle_control(struct crp_events *ev)
+{
+    crp_ctl_req *req = malloc(sizeof *req);
+    crp_ctl_rep *rep = calloc(1, sizeof *rep);
+    unsigned char rid[256];
+    size_t rid_len = 0;
+    if (req == NULL || rep == NULL) {
+        free(req);
+        free(rep);
+        return; /* the caller times out */
+    }
+    if (crp_ctl_recv(ev->ctl, req, rid, &rid_len)) {
+        rep->err = CRP_INVAL;
+        if (req->op == CRP_CTL_ALERTS) {
+            ev->alerts = req->alerts;
+            rep->err = CRP_OK;
+        }
+        crp_ctl_reply(ev->ctl, rid, rid_len, rep);
+    }
+    free(req);
+    free(rep);
+}
+
+static void *events_main(void *arg)
+{
+    struct crp_events *ev = arg;
+    crp_note *n = malloc(sizeof *n);
+
+    while (n != NULL && ev->done < ev->writers) {
+        zmq_pollitem_t items[2] = {
+            {.socket = ev->ctl, .events = ZMQ_POLLIN},
+            {.socket = ev->pull, .events = ZMQ_POLLIN},
+        };
+        if (zmq_poll(items, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            crp_log(CRP_LOG_ERROR, "events: poll: %s", zmq_strerror(errno));
+            break;
+        }
+        if (items[0].revents & ZMQ_POLLIN)
+            handle_control(ev);
+        for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN) && ev->done < ev->writers; i++) {
+            int rc = zmq_recv(ev->pull, n, sizeof *n, ZMQ_DONTWAIT);
+            if (rc < 0)
+                break;
+            if (rc == 0)
+                ev->done++; /* a writer has stopped after its last transition */
+            else if (rc == (int)sizeof *n)
+                handle_note(ev, n);
+            else
+                crp_log(CRP_LOG_ERROR, "events: dropped a malformed internal message");
+        }
+    }
+    if (n == NULL)
+        crp_log(CRP_LOG_ERROR, "events: out of memory; no events will be published");
+    free(n);
+    zmq_close(ev->pull);
+    zmq_close(ev->ctl);
+    zmq_close(ev->pub);
+    ev->pull = ev->ctl = ev->pub = NULL;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Life cycle                                                                */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t random_instance(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v)
+        v = crp_clock_mono_ns() ^ ((uint64_t)getpid() << 32) ^ crp_clock_ms();
+    return v != 0 ? v : 1;
+}
+
+crp_err crp_events_create(crp_events **out, const crp_events_opts *o, char *errbuf, size_t errlen)
+{
+    struct crp_events *ev = calloc(1, sizeof *ev);
+    if (ev == NULL)
+        return CRP_NOMEM;
+    ev->writers = o->writers;
+    ev->alerts = *o->alerts;
+    ev->c = o->counters;
+    ev->instance = random_instance();
+    atomic_store_explicit(&ev->c->instance_id, ev->instance,
+                          memory_order_relaxed); /* statistics only */
+
+    ev->pull = zmq_socket(o->zctx, ZMQ_PULL);
+    ev->ctl = zmq_socket(o->zctx, ZMQ_ROUTER);
+    ev->pub = zmq_socket(o->zctx, ZMQ_PUB);
+    if (ev->pull == NULL || ev->ctl == NULL || ev->pub == NULL) {
+        snprintf(errbuf, errlen, "events: cannot create sockets: %s", zmq_strerror(errno));
+        crp_events_destroy(&ev);
+        return CRP_SYS;
+    }
+    set_int(ev->pull, ZMQ_RCVHWM, 10000);
+    set_int(ev->pull, ZMQ_LINGER, 0);
+    set_int(ev->ctl, ZMQ_LINGER, 0);
+    set_int(ev->pub, ZMQ_SNDHWM, PUB_HWM);
+    set_int(ev->pub, ZMQ_LINGER, PUB_LINGER_MS);
+    if (zmq_bind(ev->pull, o->notes_endpoint) != 0 || zmq_bind(ev->ctl, o->control_endpoint) != 0) {
+        snprintf(errbuf, errlen, "events: inproc bind: %s", zmq_strerror(errno));
+        crp_events_destroy(&ev);
+        return CRP_SYS;
+    }
+    crp_err err = crp_zmq_bind_list(ev->pub, o->bind, false, "[events]", errbuf, errlen);
+    if (err != CRP_OK) {
+        crp_events_destroy(&ev);
+        return err;
+    }
+    *out = ev;
+    return CRP_OK;
+}
+
+crp_err crp_events_start(crp_events *ev)
+{
+    if (crp_thread_start(&ev->thread, events_main, ev, "crp-events") != 0)
+        return CRP_SYS;
+    ev->started = true;
+    return CRP_OK;
+}
+
+void crp_events_join(crp_events *ev)
+{
+    if (ev == NULL || !ev->started)
+        return;
+    pthread_join(ev->thread, NULL);
+    ev->started = false;
+}
+
+void crp_events_destroy(crp_events **evp)
+{
+    struct crp_events *ev = *evp;
+    if (ev == NULL)
+        return;
+    crp_events_join(ev);
+    /* Sockets left here were never handed to the thread. */
+    if (ev->pull != NULL)
+        zmq_close(ev->pull);
+    if (ev->ctl != NULL)
+        zmq_close(ev->ctl);
+    if (ev->pub != NULL)
+        zmq_close(ev->pub);
+    free(ev);
+    *evp = NULL;
+}

@@ -1,0 +1,150 @@
+/* The engine runtime: the connector table, one scoring writer thread per
+ * table shard, the feed thread and the events thread, wired together with
+ * ZeroMQ inproc:// pipes.
+ *
+ *   feed ──batches──▶ writer 0..N-1 ──transitions──▶ events ──PUB──▶ consumers
+ *                        ▲    │
+ *      control calls ────┘    └── crp_table (lookups read it from anywhere)
+ *
+ * The feed thread validates each frame whole (crp_feed_decode), tracks
+ * producer sequences, splits the frame's events by shard and hands each
+ * writer its part as one message; a full writer queue makes the feed wait
+ * (push-back, counted as feed_backpressure), so a frame is never applied in
+ * part. Each writer is the single writer of its shard: it applies events,
+ * sweeps its shard every 200 ms for time-driven transitions (auto-release,
+ * restrict_today, probation end) and answers control calls. Every
+ * transition goes to the events thread, which logs it and publishes state
+ * changes (docs/protocol.md section 4).
+ *
+ * There is no lock anywhere on these paths: each piece of state belongs to
+ * one thread, and the only shared data are the table (single writer per
+ * shard, wait-free readers) and relaxed statistics counters.
+ *
+ * The engine does not own the ZeroMQ context: the caller creates it, passes
+ * it in, and terminates it after crp_engine_destroy.
+ */
+#ifndef CRP_ENGINE_H
+#define CRP_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crp/config.h"
+#include "crp/err.h"
+#include "crp/scoring.h"
+#include "crp/table.h"
+
+typedef struct crp_engine crp_engine;
+
+/* Longest admin comment (a block or removal "reason" text) an event
+ * carries; longer text is truncated (at a byte boundary: the events thread
+ * replaces a cut UTF-8 sequence with U+FFFD). */
+#define CRP_ENGINE_COMMENT_MAX 1024u
+
+/* Creates the table ([engine] max_connectors, shards, shm_name: a POSIX
+ * shared-memory object when set, which replaces a previous engine's), the
+ * scoring policy from [scoring], binds the feed and events endpoints,
+ * connects to [feed] connect, and starts every thread. Returns CRP_OK and
+ * *out, or an error with a sentence in errbuf (a bind that failed, a table
+ * that could not be mapped). The config is copied; the caller may free it.
+ * zctx is a ZeroMQ context that must outlive the engine. Call from the
+ * thread that will later stop and destroy the engine. */
+crp_err crp_engine_create(crp_engine **out, void *zctx, const crp_config *cfg, char *errbuf,
+                          size_t errlen);
+
+/* Graceful stop: closes the feed sockets (no new frames), lets every writer
+ * apply what is already queued, lets the events thread publish every
+ * transition, and joins all threads. The table stays mapped, so lookups
+ * (crp_engine_table) remain valid until crp_engine_destroy. Idempotent.
+ * Blocks until the queues are drained. Not concurrent with control calls. */
+void crp_engine_stop(crp_engine *e);
+
+/* Stops the engine if needed and frees it; a shared-memory table is
+ * retired (attached readers re-attach) and its object unlinked.
+ * NULL-safe; sets *ep = NULL. */
+void crp_engine_destroy(crp_engine **ep);
+
+/* The connector table, for lookups (crp_table_lookup, crp_table_read) from
+ * any thread until crp_engine_destroy. */
+const crp_table *crp_engine_table(const crp_engine *e);
+
+/* Returns the statistics of docs/protocol.md section 2.6 as a JSON object
+ * text (every key of the contract, all ten reasons under frames_rejected,
+ * plus engine extras such as feed_backpressure and insert_full). The caller
+ * frees it with free(). NULL when out of memory. Any thread; never blocks;
+ * counters are read with relaxed loads, so they are a consistent-enough
+ * snapshot, not an atomic one. */
+char *crp_engine_stats_json(const crp_engine *e);
+
+/* Adds n to the `lookups` counter. For the lookup server; any thread,
+ * wait-free. */
+void crp_engine_count_lookups(crp_engine *e, uint64_t n);
+
+/* ---- control calls ------------------------------------------------------
+ *
+ * Each call is a request to the writer that owns the connector's shard,
+ * over inproc with a short-lived socket of the calling thread, answered
+ * once the change is stored in the table: the very next lookup, on any
+ * path, sees it. Any thread may call them (they are meant for one admin or
+ * control thread; concurrent calls are serialized by the writer). They
+ * block for microseconds normally; CRP_TIMEOUT when the engine is stopping
+ * or does not answer within 10 s. Not concurrent with crp_engine_stop. */
+
+/* Manual block (Block-Connector): the connector becomes RESTRICTED with
+ * reason MANUAL, inserted with `tenant` when unknown. `actor` is the
+ * identity name published in the event (NULL = "engine"); `comment` the
+ * admin's reason text (NULL or ""). Returns CRP_OK with *out filled
+ * (out->kind == CRP_TR_NONE when it was already manually blocked: no
+ * event), CRP_INVAL for bad lengths, CRP_FULL (or another table insert
+ * error) when the shard has no room. out may be NULL. */
+crp_err crp_engine_block(crp_engine *e, const char *id, size_t len, const char *tenant,
+                         size_t tenant_len, const char *actor, const char *comment,
+                         crp_transition *out);
+
+/* Admin removal (Remove-BlockedConnector): a RESTRICTED connector's
+ * counters are reset and it enters PROBATION (or ACTIVE without
+ * probation). Returns CRP_OK with *out filled (kind CRP_TR_UNBLOCKED),
+ * CRP_NOTFOUND when the engine does not hold the connector, CRP_CONFLICT
+ * when it is not restricted, CRP_INVAL for a bad length. */
+crp_err crp_engine_remove(crp_engine *e, const char *id, size_t len, const char *actor,
+                          const char *comment, crp_transition *out);
+
+/* Replaces the thresholds ([scoring]) in every writer and the alert
+ * settings ([alerts]) in the events thread. Settings that need a restart
+ * (endpoints, table size, shards, shm_name, state_dir) are not applied;
+ * each one that differs is logged as a warning. Returns CRP_OK when every
+ * thread took the new settings, CRP_INVAL (why names the field) when the
+ * policy makes no sense, or CRP_TIMEOUT. why may be NULL. */
+crp_err crp_engine_reload(crp_engine *e, const crp_config *cfg, char *why, size_t whylen);
+
+/* What an admin sees of one connector (get-connector). */
+typedef struct crp_engine_detail {
+    crp_record record;                   /* state, reasons, since, id, tenant, last_ms */
+    uint64_t at_ms;                      /* the moment values and rules are evaluated at */
+    crp_score_values values;             /* counters decayed to at_ms, window estimates */
+    size_t n_rules;                      /* CRP_RULE_COUNT */
+    crp_rule_eval rules[CRP_RULE_COUNT]; /* every rule at at_ms, with the
+                                           thresholds of the connector's state */
+} crp_engine_detail;
+
+/* Fills *out for a connector, evaluated by its writer with the running
+ * policy. CRP_OK, CRP_NOTFOUND, CRP_INVAL or CRP_TIMEOUT. */
+crp_err crp_engine_get(crp_engine *e, const char *id, size_t len, crp_engine_detail *out);
+
+/* ---- logging ------------------------------------------------------------
+ *
+ * One line per call on stderr: "2026-12-04T17:00:00.123Z level text", with
+ * a single write(2) so lines of different threads never interleave. Any
+ * thread; blocks only as long as stderr does. */
+
+typedef enum crp_log_level {
+    CRP_LOG_DEBUG = 0,
+    CRP_LOG_INFO = 1,
+    CRP_LOG_WARN = 2,
+    CRP_LOG_ERROR = 3,
+} crp_log_level;
+
+void crp_log(crp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif
