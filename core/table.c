@@ -58,8 +58,10 @@
 #include <xxhash.h>
 
 #include "crp/table.h"
+#include "crp/clock.h"
 
 #include <assert.h>
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -81,7 +83,12 @@
 #define POOL_EVERY       64u /* one long-id cell per this many slots */
 #define TENANT_CAP       4096u
 #define MAX_SHARDS       256u
-#define READ_RETRIES     1000u
+/* A snapshot read spins briefly, then yields, and gives up (CRP_BUSY) only
+ * after READ_GIVE_UP_NS: a writer's critical section is a few dozen stores,
+ * so only a preempted or dead writer (a crashed engine, seen from another
+ * process) keeps it open that long. */
+#define READ_SPINS       64u
+#define READ_GIVE_UP_NS  200000000ull
 #define NO_SLOT          UINT32_MAX
 #define NO_CELL          UINT32_MAX
 
@@ -597,7 +604,16 @@ static crp_err read_slot(const crp_table *t, uint64_t i, crp_record *r)
 {
     struct hot *e = &t->hot[i];
     struct cold *c = &t->cold[i];
-    for (unsigned tries = 0; tries < READ_RETRIES; tries++) {
+    uint64_t deadline = 0;
+    for (unsigned tries = 1;; tries++) {
+        if (tries % READ_SPINS == 0) {
+            uint64_t now = crp_clock_mono_ns();
+            if (deadline == 0)
+                deadline = now + READ_GIVE_UP_NS;
+            else if (now > deadline)
+                return CRP_BUSY;
+            sched_yield();
+        }
         /* Acquire on both counters pairs with the writer's release stores
          * that close a generation (reuse) or a sequence (update). */
         uint32_t s1 = atomic_load_explicit(&c->seq, memory_order_acquire);
@@ -642,7 +658,6 @@ static crp_err read_slot(const crp_table *t, uint64_t i, crp_record *r)
         tenant_read(t, META_TENANT(meta), r->tenant, &r->tenant_len);
         return CRP_OK;
     }
-    return CRP_BUSY;
 }
 
 crp_err crp_table_read(const crp_table *t, const crp_key *k, crp_record *out)

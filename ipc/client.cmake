@@ -25,7 +25,8 @@ add_library(connrep_objects OBJECT
   ${CMAKE_CURRENT_LIST_DIR}/client.c
   ${CMAKE_CURRENT_LIST_DIR}/wire.c
   ${PROJECT_SOURCE_DIR}/core/table.c
-  ${PROJECT_SOURCE_DIR}/core/err.c)
+  ${PROJECT_SOURCE_DIR}/core/err.c
+  ${PROJECT_SOURCE_DIR}/core/clock.c)
 set_target_properties(connrep_objects PROPERTIES
   C_VISIBILITY_PRESET hidden
   POSITION_INDEPENDENT_CODE ON)

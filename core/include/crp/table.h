@@ -145,13 +145,18 @@ bool crp_table_lookup(const crp_table *t, const crp_key *k, crp_verdict *out);
 void crp_table_prefetch(const crp_table *t, const crp_key *k, bool update);
 
 /* Copies one entry consistently (per-slot sequence counter). Returns
- * CRP_OK, CRP_NOTFOUND, or CRP_BUSY if writers kept changing it. Any thread. */
+ * CRP_OK, CRP_NOTFOUND, or CRP_BUSY if a writer kept the entry open for
+ * 200 ms (only a preempted-for-long or dead writer does). May spin and
+ * yield while a writer is mid-update; never used on the lookup path. Any
+ * thread. */
 crp_err crp_table_read(const crp_table *t, const crp_key *k, crp_record *out);
 
 /* Iteration without stopping writers: fills *out with the next present
  * entry at or after *cursor (start at 0) and advances the cursor. Returns
- * false at the end. Each record is consistent on its own; entries changed
- * during the walk may or may not appear. Any thread. */
+ * false at the end. Each record is consistent on its own; an entry present
+ * for the whole walk always appears (waiting for its writer as
+ * crp_table_read does); entries inserted or evicted during the walk may or
+ * may not. Any thread. */
 bool crp_table_next(const crp_table *t, uint64_t *cursor, crp_record *out);
 
 /* The shard a key belongs to (its writer's index). */
