@@ -772,6 +772,8 @@ static void child_pump(child *c)
 static bool spawn_locked(crp_alerts *a, char *msg, const crp_alert_info *info)
 {
     posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, all;
     char *argv[] = {"sh", "-c", a->notify_command, NULL};
     int sv[2];
     child *c;
@@ -793,7 +795,19 @@ static bool spawn_locked(crp_alerts *a, char *msg, const crp_alert_info *info)
     /* dup2 clears close-on-exec on the child's fd 0; every other fd of ours
      * is close-on-exec, so the child gets only stdin and our stdout/err. */
     posix_spawn_file_actions_adddup2(&fa, sv[1], STDIN_FILENO);
-    rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    /* The caller may be a thread with every signal blocked (the engine's
+     * events thread is) in a daemon that ignores SIGPIPE; a child inherits
+     * both, and a mailer that cannot be told to stop, or that never sees a
+     * broken pipe, is no good. It starts with an empty mask and default
+     * dispositions instead. */
+    posix_spawnattr_init(&attr);
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, environ);
+    posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     close(sv[1]);
     if (rc != 0) {
@@ -1073,7 +1087,8 @@ char *crp_alerts_event_json(const crp_alert_info *info, const crp_alert_decision
     json_object_set_new(o, "notifications_today", json_integer(d->notifications_today));
     json_object_set_new(o, "daily_limit", json_integer(d->daily_limit));
     json_object_set_new(o, "time", json_string(crp_rfc3339(now_ms, now)));
-    s = json_dumps(o, JSON_COMPACT);
+    /* Nine significant digits, as in the state events. */
+    s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(o);
     return s;
 }

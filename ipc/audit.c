@@ -466,7 +466,8 @@ static crp_err write_line_locked(crp_audit *a, const json_t *line)
         }
         line = copy;
     }
-    text = json_dumps(line, JSON_COMPACT);
+    /* Nine significant digits, as in the events: 0.1 stays 0.1. */
+    text = json_dumps(line, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(copy);
     if (text == NULL)
         return CRP_NOMEM;

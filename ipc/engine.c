@@ -13,6 +13,9 @@
  *    events thread sees each connector's transitions in the order they were
  *    made.
  *  - The statistics counters are relaxed atomics: they order nothing.
+ *  - The engine's own copy of the policy (crp_engine_policy) is for readers
+ *    outside the writers; it is guarded by policy_mu and replaced only
+ *    after every writer took a reload.
  */
 /* pthread_setname_np() is a GNU extension. */
 #define _GNU_SOURCE
@@ -89,10 +92,12 @@ struct crp_engine {
     char (*data_ep)[CRP_INPROC_MAX];
     char (*ctl_ep)[CRP_INPROC_MAX];
     char notes_ep[CRP_INPROC_MAX];
-    char events_ctl_ep[CRP_INPROC_MAX];
     crp_feed *feed;
     crp_events *events;
     uint64_t start_mono_ns;
+    /* The policy the writers run, for crp_engine_policy. */
+    pthread_mutex_t policy_mu;
+    crp_policy policy;
     /* Set by crp_engine_stop so that later control calls fail fast instead
      * of waiting for a timeout. Relaxed: it is a hint; a call racing with
      * the stop still ends with CRP_TIMEOUT. */
@@ -656,16 +661,6 @@ out_sockets:
 /* Engine                                                                    */
 /* ------------------------------------------------------------------------ */
 
-static void alerts_from_config(crp_alert_settings *a, const crp_config *cfg)
-{
-    memset(a, 0, sizeof *a);
-    a->enabled = cfg->alerts.enabled;
-    a->email = cfg->alerts.email;
-    a->daily_limit = cfg->alerts.daily_limit;
-    copy_cstr(a->recipients, sizeof a->recipients, cfg->alerts.recipients);
-    copy_cstr(a->notify_command, sizeof a->notify_command, cfg->alerts.notify_command);
-}
-
 static int batch_hwm(uint64_t max_frame_bytes)
 {
     uint64_t n = max_frame_bytes > 0 ? BATCH_QUEUE_BYTES / max_frame_bytes : BATCH_HWM_MAX;
@@ -678,6 +673,12 @@ static int batch_hwm(uint64_t max_frame_bytes)
 
 crp_err crp_engine_create(crp_engine **out, void *zctx, const crp_config *cfg, char *errbuf,
                           size_t errlen)
+{
+    return crp_engine_create_with(out, zctx, cfg, NULL, errbuf, errlen);
+}
+
+crp_err crp_engine_create_with(crp_engine **out, void *zctx, const crp_config *cfg,
+                               const crp_engine_sinks *sinks, char *errbuf, size_t errlen)
 {
     char scratch[8];
     crp_policy policy;
@@ -708,6 +709,8 @@ crp_err crp_engine_create(crp_engine **out, void *zctx, const crp_config *cfg, c
     e->boot.n_identities = 0;
     e->boot.identities_cap = 0;
     e->start_mono_ns = crp_clock_mono_ns();
+    pthread_mutex_init(&e->policy_mu, NULL);
+    e->policy = policy;
 
     crp_table_opts topts = {
         .capacity = cfg->engine.max_connectors,
@@ -720,6 +723,7 @@ crp_err crp_engine_create(crp_engine **out, void *zctx, const crp_config *cfg, c
                  topts.shm_name != NULL ? " in shared memory " : "",
                  topts.shm_name != NULL ? topts.shm_name : "", crp_strerror(err),
                  err == CRP_SYS ? ": " : "", err == CRP_SYS ? strerror(errno) : "");
+        pthread_mutex_destroy(&e->policy_mu);
         free(e);
         return err;
     }
@@ -739,19 +743,16 @@ crp_err crp_engine_create(crp_engine **out, void *zctx, const crp_config *cfg, c
         snprintf(e->ctl_ep[s], CRP_INPROC_MAX, "inproc://crp-engine-%p-c%u", (void *)e, s);
     }
     snprintf(e->notes_ep, CRP_INPROC_MAX, "inproc://crp-engine-%p-ev", (void *)e);
-    snprintf(e->events_ctl_ep, CRP_INPROC_MAX, "inproc://crp-engine-%p-ec", (void *)e);
 
-    crp_alert_settings alerts;
-    alerts_from_config(&alerts, cfg);
     crp_events_opts eopts = {
         .zctx = zctx,
         .bind = cfg->events.bind,
         .notes_endpoint = e->notes_ep,
-        .control_endpoint = e->events_ctl_ep,
         .writers = e->shards,
-        .alerts = &alerts,
         .counters = &e->counters,
     };
+    if (sinks != NULL)
+        eopts.sinks = *sinks;
     err = crp_events_create(&e->events, &eopts, errbuf, errlen);
     if (err != CRP_OK)
         goto out_destroy;
@@ -855,6 +856,7 @@ void crp_engine_destroy(crp_engine **ep)
     free(e->data_ep);
     free(e->ctl_ep);
     crp_table_destroy(&e->table);
+    pthread_mutex_destroy(&e->policy_mu);
     free(e);
     *ep = NULL;
 }
@@ -1044,6 +1046,13 @@ out:
     return err;
 }
 
+void crp_engine_policy(crp_engine *e, crp_policy *out)
+{
+    pthread_mutex_lock(&e->policy_mu);
+    *out = e->policy;
+    pthread_mutex_unlock(&e->policy_mu);
+}
+
 crp_err crp_engine_get(crp_engine *e, const char *id, size_t len, crp_engine_detail *out)
 {
     crp_ctl_req *req;
@@ -1070,7 +1079,9 @@ out:
     return err;
 }
 
-/* Logs every setting that only a restart can change and that differs. */
+/* Logs every setting that only a restart can change and that differs.
+ * (Identities need a restart too; the engine does not keep them, so the
+ * daemon warns about those.) */
 static void warn_restart_only(const crp_config *run, const crp_config *cfg)
 {
     struct {
@@ -1087,6 +1098,9 @@ static void warn_restart_only(const crp_config *run, const crp_config *cfg)
         {"[lookup] bind", strcmp(run->lookup.bind, cfg->lookup.bind) != 0},
         {"[events] bind", strcmp(run->events.bind, cfg->events.bind) != 0},
         {"[admin] bind", strcmp(run->admin.bind, cfg->admin.bind) != 0},
+        {"[admin] secret_key_file",
+         strcmp(run->admin.secret_key_file, cfg->admin.secret_key_file) != 0},
+        {"[audit] enabled", run->audit.enabled != cfg->audit.enabled},
     };
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
         if (checks[i].differs)
@@ -1133,30 +1147,22 @@ crp_err crp_engine_reload(crp_engine *e, const crp_config *cfg, char *why, size_
                      crp_strerror(err));
     }
     if (err == CRP_OK) {
-        req->op = CRP_CTL_ALERTS;
-        alerts_from_config(&req->alerts, cfg);
-        err = crp_ctl_call(e->zctx, e->events_ctl_ep, req, rep);
-        if (err == CRP_OK)
-            err = (crp_err)rep->err;
-        if (err != CRP_OK)
-            snprintf(why, whylen, "the events thread did not take the alert settings: %s",
-                     crp_strerror(err));
-    }
-    if (err == CRP_OK) {
+        pthread_mutex_lock(&e->policy_mu);
+        e->policy = policy;
+        pthread_mutex_unlock(&e->policy_mu);
         atomic_fetch_add_explicit(&e->counters.config_reloads, 1,
                                   memory_order_relaxed); /* statistics only */
         crp_log(CRP_LOG_INFO,
                 "reloaded: half_life %llums min_messages %g spam_ratio %g phish_ratio %g "
                 "high_confidence_phish %g malware %g recipients_per_hour %llu "
                 "recipients_per_day %llu action %s auto_release_after %llums probation %llums "
-                "probation_factor %g; alerts %s",
+                "probation_factor %g",
                 (unsigned long long)policy.half_life_ms, policy.min_messages, policy.spam_ratio,
                 policy.phish_ratio, policy.high_confidence_phish, policy.malware,
                 (unsigned long long)policy.recipients_per_hour,
                 (unsigned long long)policy.recipients_per_day, crp_action_name(policy.action),
                 (unsigned long long)policy.auto_release_after_ms,
-                (unsigned long long)policy.probation_ms, policy.probation_factor,
-                cfg->alerts.enabled ? "on" : "off");
+                (unsigned long long)policy.probation_ms, policy.probation_factor);
     }
     free(req);
     free(rep);

@@ -10,8 +10,7 @@
  *             one PUSH per writer, and the read end of a stop pipe
  *   writer i  PULL data (inproc .../w<i>), ROUTER control (inproc .../c<i>),
  *             PUSH to the events thread
- *   events    PULL notes (inproc .../ev), ROUTER control (inproc .../ec),
- *             PUB (binds [events] bind)
+ *   events    PULL notes (inproc .../ev), PUB (binds [events] bind)
  *
  * Control requests come from short-lived REQ sockets that belong to the
  * calling thread (crp_engine_block and friends), so any thread may call them.
@@ -113,17 +112,7 @@ enum crp_ctl_op {
     CRP_CTL_REMOVE = 2,
     CRP_CTL_POLICY = 3, /* writers: replace the policy */
     CRP_CTL_GET = 4,
-    CRP_CTL_ALERTS = 5, /* events thread: replace the alert settings */
 };
-
-/* The [alerts] settings the events thread keeps for the alert hook. */
-typedef struct crp_alert_settings {
-    bool enabled;
-    bool email;
-    unsigned daily_limit;
-    char recipients[CRP_CONFIG_LIST_MAX];
-    char notify_command[CRP_CONFIG_COMMAND_MAX];
-} crp_alert_settings;
 
 typedef struct crp_ctl_req {
     uint32_t op; /* enum crp_ctl_op */
@@ -134,7 +123,6 @@ typedef struct crp_ctl_req {
     char actor[CRP_CONFIG_NAME_MAX];
     char comment[CRP_ENGINE_COMMENT_MAX + 1];
     crp_policy policy;
-    crp_alert_settings alerts;
 } crp_ctl_req;
 
 typedef struct crp_ctl_rep {
@@ -182,11 +170,10 @@ typedef struct crp_events crp_events;
 
 typedef struct crp_events_opts {
     void *zctx;
-    const char *bind;             /* [events] bind, comma list; "" none */
-    const char *notes_endpoint;   /* inproc PULL the writers push to */
-    const char *control_endpoint; /* inproc ROUTER for CRP_CTL_ALERTS */
-    unsigned writers;             /* empty messages to wait for at stop */
-    const crp_alert_settings *alerts;
+    const char *bind;           /* [events] bind, comma list; "" none */
+    const char *notes_endpoint; /* inproc PULL the writers push to */
+    unsigned writers;           /* empty messages to wait for at stop */
+    crp_engine_sinks sinks;     /* audit log and alerts; either may be NULL */
     crp_counters *counters;
 } crp_events_opts;
 

@@ -12,7 +12,20 @@
  * Published: restricted, blocked, unblocked, released. Logged only:
  * probation_ended (a consumer computes it from the unblocked/released
  * event's probation_until) and would_restrict (action alert_only: nothing
- * changed). Alerts (topic alert.suspicious-connector) hang off alert_hook().
+ * changed).
+ *
+ * The admin face (crp_engine_sinks), in this order for each transition:
+ *  1. the audit log gets the transition's line, before anything is
+ *     published, so a consumer that saw an event finds its audit line;
+ *  2. the state event is published, and the transition logged;
+ *  3. a restriction by a rule (or a would-restrict) goes through the alert
+ *     policy, whose alert.suspicious-connector event, when the policy is
+ *     on, follows the state event with the next sequence number.
+ * The audit line is fdatasync'ed and the alert may start a notify command:
+ * both cost a little time, and this thread is the place where it costs
+ * nobody a lookup or a scored event (the writers only wait for it when
+ * NOTES_HWM transitions are queued). Between notes the thread wakes every
+ * REAP_EVERY_MS to reap finished notify commands.
  */
 #define _DEFAULT_SOURCE
 #include <errno.h>
@@ -35,14 +48,16 @@
 /* Real numbers in bodies: enough digits for a float counter, few enough
  * that 0.1 prints as 0.1. */
 #define BODY_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
+/* How often finished notify commands are reaped while nothing happens. */
+#define REAP_EVERY_MS 250
 
 struct crp_events {
     void *pull; /* transitions from the writers */
-    void *ctl;  /* ROUTER: CRP_CTL_ALERTS */
     void *pub;  /* [events] bind */
     unsigned writers;
     unsigned done;
-    crp_alert_settings alerts;
+    crp_audit *audit;   /* NULL: no audit lines */
+    crp_alerts *alerts; /* NULL: no alerts */
     crp_counters *c;
     uint64_t instance;
     uint64_t seq;
@@ -217,18 +232,6 @@ static const char *topic_of(int kind)
     }
 }
 
-/* The hook for "Suspicious connector activity" alerts (admin issue): it
- * sees every restriction, manual block and would-restrict with the running
- * [alerts] settings (ev->alerts, replaced on reload), and is where the
- * alert.suspicious-connector event, the per-connector daily limit and the
- * notify_command belong. Publishing from here with publish() keeps alerts
- * in the same numbered stream as state changes. */
-static void alert_hook(struct crp_events *ev, const crp_note *n)
-{
-    (void)ev;
-    (void)n;
-}
-
 static void publish(struct crp_events *ev, const char *topic, const char *body, size_t len)
 {
     unsigned char hdr[16];
@@ -246,6 +249,73 @@ static void publish(struct crp_events *ev, const char *topic, const char *body, 
                               memory_order_relaxed); /* statistics only */
 }
 
+/* Writes the transition's audit line. Its "since" is the connector's since
+ * after the change, as in the event (a manual block of a restricted
+ * connector keeps the restriction's since). */
+static void audit_note(struct crp_events *ev, const crp_note *n)
+{
+    crp_transition tr = n->tr;
+    tr.at_ms = n->since_ms;
+    crp_audit_transition t = {
+        .connector_id = n->id,
+        .id_len = n->id_len,
+        .tenant = n->tenant_len > 0 ? n->tenant : NULL,
+        .tenant_len = n->tenant_len,
+        .tr = &tr,
+        .actor = n->actor,
+        .comment = n->comment[0] != '\0' ? n->comment : NULL,
+    };
+    crp_err err = crp_audit_transition_line(ev->audit, &t);
+    if (err != CRP_OK)
+        crp_log(CRP_LOG_ERROR, "events: cannot write the audit line of a %s transition: %s",
+                crp_transition_kind_name(n->tr.kind), crp_strerror(err));
+}
+
+/* "Suspicious connector activity": a restriction by a rule, or what would
+ * have been one under action alert_only, goes through the alert policy
+ * (daily limit, e-mail, audit line); when the policy is on, its event is
+ * published right after the state event, numbered in the same stream. */
+static void alert_note(struct crp_events *ev, const crp_note *n, const char *id_shown,
+                       const char *tenant_shown)
+{
+    crp_alert_info info = {
+        .connector_id = n->id,
+        .id_len = n->id_len,
+        .tenant = n->tenant_len > 0 ? n->tenant : NULL,
+        .tenant_len = n->tenant_len,
+        .reasons = n->tr.reasons,
+        .since_ms = n->since_ms,
+        .evidence = n->tr.evidence,
+        .n_evidence = n->tr.n_evidence,
+        .actor = n->actor,
+        .would_restrict = n->tr.kind == CRP_TR_WOULD_RESTRICT,
+    };
+    crp_alert_decision d;
+    uint64_t now = crp_clock_ms();
+    crp_err err = crp_alerts_on_restriction(ev->alerts, &info, now, &d);
+    if (err != CRP_OK) {
+        crp_log(CRP_LOG_ERROR, "events: alert for connector='%s' failed: %s", id_shown,
+                crp_strerror(err));
+        return;
+    }
+    if (!d.publish)
+        return;
+    char *body = crp_alerts_event_json(&info, &d, now);
+    if (body == NULL) {
+        crp_log(CRP_LOG_ERROR, "events: out of memory formatting alert.suspicious-connector");
+        return;
+    }
+    publish(ev, "alert.suspicious-connector", body, strlen(body));
+    free(body);
+    crp_log(CRP_LOG_INFO,
+            "alert connector='%s' tenant='%s' notification=%s (%u of at most %u today) seq=%llu",
+            id_shown, tenant_shown,
+            d.notify       ? (d.spawned ? "started" : "not started")
+            : d.suppressed ? "suppressed"
+                           : "none (e-mail off, or nobody to send to)",
+            d.notifications_today, d.daily_limit, (unsigned long long)ev->seq);
+}
+
 static void handle_note(struct crp_events *ev, const crp_note *n)
 {
     char id[4 * CRP_ID_MAX + 8], tenant[4 * CRP_TENANT_MAX + 8], reasons[128];
@@ -260,6 +330,8 @@ static void handle_note(struct crp_events *ev, const crp_note *n)
     crp_log_escape(id, sizeof id, n->id, n->id_len);
     crp_log_escape(tenant, sizeof tenant, n->tenant, n->tenant_len);
 
+    if (ev->audit != NULL)
+        audit_note(ev, n);
     if (topic != NULL) {
         size_t len = 0;
         char *body = note_body(n, &len);
@@ -279,52 +351,36 @@ static void handle_note(struct crp_events *ev, const crp_note *n)
             "%s connector='%s' tenant='%s' state=%s reasons=%s actor=%s%s",
             crp_transition_kind_name(n->tr.kind), id, tenant, crp_state_name(n->tr.to),
             k > 0 ? reasons : "-", n->actor, seq);
-    if (bad)
-        alert_hook(ev, n);
-}
-
-static void handle_control(struct crp_events *ev)
-{
-    crp_ctl_req *req = malloc(sizeof *req);
-    crp_ctl_rep *rep = calloc(1, sizeof *rep);
-    unsigned char rid[256];
-    size_t rid_len = 0;
-    if (req == NULL || rep == NULL) {
-        free(req);
-        free(rep);
-        return; /* the caller times out */
-    }
-    if (crp_ctl_recv(ev->ctl, req, rid, &rid_len)) {
-        rep->err = CRP_INVAL;
-        if (req->op == CRP_CTL_ALERTS) {
-            ev->alerts = req->alerts;
-            rep->err = CRP_OK;
-        }
-        crp_ctl_reply(ev->ctl, rid, rid_len, rep);
-    }
-    free(req);
-    free(rep);
+    if (ev->alerts != NULL &&
+        (n->tr.kind == CRP_TR_RESTRICTED || n->tr.kind == CRP_TR_WOULD_RESTRICT))
+        alert_note(ev, n, id, tenant);
 }
 
 static void *events_main(void *arg)
 {
     struct crp_events *ev = arg;
     crp_note *n = malloc(sizeof *n);
+    uint64_t next_reap = crp_clock_mono_ns() / 1000000u + REAP_EVERY_MS;
 
     while (n != NULL && ev->done < ev->writers) {
-        zmq_pollitem_t items[2] = {
-            {.socket = ev->ctl, .events = ZMQ_POLLIN},
+        zmq_pollitem_t items[1] = {
             {.socket = ev->pull, .events = ZMQ_POLLIN},
         };
-        if (zmq_poll(items, 2, -1) < 0) {
+        /* Without alerts there is nothing to do between notes. */
+        if (zmq_poll(items, 1, ev->alerts != NULL ? REAP_EVERY_MS : -1) < 0) {
             if (errno == EINTR)
                 continue;
             crp_log(CRP_LOG_ERROR, "events: poll: %s", zmq_strerror(errno));
             break;
         }
-        if (items[0].revents & ZMQ_POLLIN)
-            handle_control(ev);
-        for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN) && ev->done < ev->writers; i++) {
+        if (ev->alerts != NULL) {
+            uint64_t now = crp_clock_mono_ns() / 1000000u;
+            if (now >= next_reap) {
+                crp_alerts_reap(ev->alerts);
+                next_reap = now + REAP_EVERY_MS;
+            }
+        }
+        for (int i = 0; i < 256 && (items[0].revents & ZMQ_POLLIN) && ev->done < ev->writers; i++) {
             int rc = zmq_recv(ev->pull, n, sizeof *n, ZMQ_DONTWAIT);
             if (rc < 0)
                 break;
@@ -340,9 +396,8 @@ static void *events_main(void *arg)
         crp_log(CRP_LOG_ERROR, "events: out of memory; no events will be published");
     free(n);
     zmq_close(ev->pull);
-    zmq_close(ev->ctl);
     zmq_close(ev->pub);
-    ev->pull = ev->ctl = ev->pub = NULL;
+    ev->pull = ev->pub = NULL;
     return NULL;
 }
 
@@ -364,26 +419,25 @@ crp_err crp_events_create(crp_events **out, const crp_events_opts *o, char *errb
     if (ev == NULL)
         return CRP_NOMEM;
     ev->writers = o->writers;
-    ev->alerts = *o->alerts;
+    ev->audit = o->sinks.audit;
+    ev->alerts = o->sinks.alerts;
     ev->c = o->counters;
     ev->instance = random_instance();
     atomic_store_explicit(&ev->c->instance_id, ev->instance,
                           memory_order_relaxed); /* statistics only */
 
     ev->pull = zmq_socket(o->zctx, ZMQ_PULL);
-    ev->ctl = zmq_socket(o->zctx, ZMQ_ROUTER);
     ev->pub = zmq_socket(o->zctx, ZMQ_PUB);
-    if (ev->pull == NULL || ev->ctl == NULL || ev->pub == NULL) {
+    if (ev->pull == NULL || ev->pub == NULL) {
         snprintf(errbuf, errlen, "events: cannot create sockets: %s", zmq_strerror(errno));
         crp_events_destroy(&ev);
         return CRP_SYS;
     }
     set_int(ev->pull, ZMQ_RCVHWM, 10000);
     set_int(ev->pull, ZMQ_LINGER, 0);
-    set_int(ev->ctl, ZMQ_LINGER, 0);
     set_int(ev->pub, ZMQ_SNDHWM, PUB_HWM);
     set_int(ev->pub, ZMQ_LINGER, PUB_LINGER_MS);
-    if (zmq_bind(ev->pull, o->notes_endpoint) != 0 || zmq_bind(ev->ctl, o->control_endpoint) != 0) {
+    if (zmq_bind(ev->pull, o->notes_endpoint) != 0) {
         snprintf(errbuf, errlen, "events: inproc bind: %s", zmq_strerror(errno));
         crp_events_destroy(&ev);
         return CRP_SYS;
@@ -422,8 +476,6 @@ void crp_events_destroy(crp_events **evp)
     /* Sockets left here were never handed to the thread. */
     if (ev->pull != NULL)
         zmq_close(ev->pull);
-    if (ev->ctl != NULL)
-        zmq_close(ev->ctl);
     if (ev->pub != NULL)
         zmq_close(ev->pub);
     free(ev);

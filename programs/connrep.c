@@ -201,7 +201,12 @@ static void cell_text(const json_t *v, char *out, size_t size)
     } else if (json_is_integer(v)) {
         snprintf(out, size, "%lld", (long long)json_integer_value(v));
     } else if (json_is_real(v)) {
-        snprintf(out, size, "%.4g", json_real_value(v));
+        double d = json_real_value(v);
+        /* Thresholds such as 10000 read better whole than as 1e+04. */
+        if (d > -1e15 && d < 1e15 && (double)(long long)d == d)
+            snprintf(out, size, "%lld", (long long)d);
+        else
+            snprintf(out, size, "%.4g", d);
     } else if (json_is_boolean(v)) {
         snprintf(out, size, "%s", json_is_true(v) ? "yes" : "no");
     } else if (json_is_array(v)) {
@@ -785,7 +790,8 @@ int main(int argc, char **argv)
     }
     result = json_object_get(rep, "result");
     if (json_out) {
-        char *s = json_dumps(result, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        /* As the engine sent them: nine significant digits. */
+        char *s = json_dumps(result, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
         printf("%s\n", s ? s : "null");
         free(s);
     } else {

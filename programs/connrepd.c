@@ -3,13 +3,23 @@
  *   connrepd [--config FILE] [--check-config] [--foreground] [--help]
  *
  * Loads the config (built-in defaults without --config), creates state_dir
- * and the directories of ipc:// endpoints, starts the engine (table, feed,
- * writers, events) and the lookup server, and waits for signals:
- *   SIGTERM, SIGINT  graceful stop: intake closed, queues drained, sockets
- *                    closed, ipc socket files, shm object and pid file
- *                    removed; exit status 0;
- *   SIGHUP           reload thresholds and alert settings from the same
- *                    file; a bad file keeps the running config (logged).
+ * and the directories of ipc:// endpoints, opens the audit log, creates the
+ * alerts, starts the engine (table, feed, writers, events, with the audit
+ * log and alerts as its sinks), the lookup server and the admin server (when
+ * [admin] bind is set), and waits for signals:
+ *   SIGTERM, SIGINT  graceful stop: the admin server first (no new changes),
+ *                    then intake closed, queues drained, every transition
+ *                    audited and published, sockets closed, ipc socket
+ *                    files, shm object and pid file removed; then the alerts
+ *                    (notify commands get up to 2 s) and the audit log;
+ *                    exit status 0;
+ *   SIGHUP           reload from the same file: thresholds, notify_command
+ *                    and TenantAdmins e-mails, and the alert policy when the
+ *                    file's [alerts] policy keys changed since the last load
+ *                    (so an unchanged file does not undo set-alert-policy);
+ *                    a bad file keeps the running config (logged). Admin
+ *                    identities, endpoints and the audit switch need a
+ *                    restart (logged when they differ).
  *
  * Signals are taken with a signalfd polled by the main thread: no work
  * happens in a signal handler, and every other thread has them blocked.
@@ -41,6 +51,10 @@
 
 #include <zmq.h>
 
+#include "crp/admin.h"
+#include "crp/admin_backend.h"
+#include "crp/alerts.h"
+#include "crp/audit.h"
 #include "crp/config.h"
 #include "crp/engine.h"
 #if CONNREP_HAVE_LOOKUP
@@ -277,7 +291,64 @@ static void report_ready(int *fd, unsigned char status)
 /* Reload                                                                    */
 /* ------------------------------------------------------------------------ */
 
-static void reload(crp_engine *engine, const char *config_path)
+/* What a reload needs besides the file: the running parts, and what the
+ * last load said about things only a restart or an explicit edit changes. */
+typedef struct running {
+    crp_engine *engine;
+    crp_alerts *alerts;
+    const crp_config *boot;       /* identities, for the restart warning */
+    crp_alert_policy file_policy; /* the [alerts] policy of the last load */
+} running;
+
+static bool same_policy(const crp_alert_policy *a, const crp_alert_policy *b)
+{
+    return a->enabled == b->enabled && a->email == b->email && a->daily_limit == b->daily_limit &&
+           strcmp(a->recipients, b->recipients) == 0;
+}
+
+static bool same_identities(const crp_config *a, const crp_config *b)
+{
+    if (a->n_identities != b->n_identities)
+        return false;
+    for (size_t i = 0; i < a->n_identities; i++) {
+        const crp_identity *x = &a->identities[i], *y = &b->identities[i];
+        if (strcmp(x->name, y->name) != 0 || strcmp(x->public_key, y->public_key) != 0 ||
+            x->role != y->role || x->any_tenant != y->any_tenant ||
+            strcmp(x->tenant, y->tenant) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* The [alerts] part of a reload. The policy is edited at run time with
+ * set-alert-policy, so the file's policy keys are applied only when they
+ * differ from the previous load's: an operator who edits the file and sends
+ * SIGHUP gets the edit, and an unchanged file does not undo an admin's. */
+static void reload_alerts(running *run, const crp_config *next)
+{
+    crp_alert_policy p;
+    char why[512];
+
+    if (run->alerts == NULL)
+        return;
+    if (crp_alerts_reconfigure(run->alerts, next) != CRP_OK)
+        crp_log(CRP_LOG_ERROR, "reload: out of memory; notify_command and alert recipients "
+                               "left as they were");
+    crp_alert_policy_from_config(&p, next);
+    if (same_policy(&p, &run->file_policy))
+        return;
+    if (crp_alerts_set_policy(run->alerts, &p, why, sizeof why) != CRP_OK) {
+        crp_log(CRP_LOG_ERROR, "reload: the [alerts] policy of the file was not applied: %s", why);
+        return;
+    }
+    run->file_policy = p;
+    crp_log(CRP_LOG_INFO,
+            "reload: alert policy from the file: enabled=%s email=%s recipients=%s "
+            "daily_limit=%u",
+            p.enabled ? "on" : "off", p.email ? "on" : "off", p.recipients, p.daily_limit);
+}
+
+static void reload(running *run, const char *config_path)
 {
     if (config_path == NULL) {
         crp_log(CRP_LOG_INFO, "SIGHUP: running on built-in defaults; nothing to reload");
@@ -293,9 +364,15 @@ static void reload(crp_engine *engine, const char *config_path)
     if (crp_config_load(next, config_path, err, sizeof err) != CRP_OK) {
         crp_log(CRP_LOG_ERROR, "reload failed, keeping the running config: %s", err);
     } else {
-        crp_err e = crp_engine_reload(engine, next, err, sizeof err);
-        if (e != CRP_OK)
+        crp_err e = crp_engine_reload(run->engine, next, err, sizeof err);
+        if (e != CRP_OK) {
             crp_log(CRP_LOG_ERROR, "reload failed, keeping the running config: %s", err);
+        } else {
+            reload_alerts(run, next);
+            if (!same_identities(run->boot, next))
+                crp_log(CRP_LOG_WARN, "reload: [identity] sections changed; who may use the "
+                                      "admin socket changes only after a restart");
+        }
     }
     crp_config_fini(next);
     free(next);
@@ -396,6 +473,11 @@ int main(int argc, char **argv)
     int status = 1;
     void *zctx = zmq_ctx_new();
     crp_engine *engine = NULL;
+    crp_audit *audit = NULL;
+    crp_alerts *alerts = NULL;
+    crp_admin_server *admin = NULL;
+    crp_admin_engine admin_engine;
+    running run = {.boot = cfg};
 #if CONNREP_HAVE_LOOKUP
     crp_lookup_server *lookup = NULL;
 #endif
@@ -403,10 +485,25 @@ int main(int argc, char **argv)
         crp_log(CRP_LOG_ERROR, "cannot create the ZeroMQ context: %s", zmq_strerror(errno));
         goto out;
     }
-    if (crp_engine_create(&engine, zctx, cfg, err, sizeof err) != CRP_OK) {
+    /* The audit log and the alerts exist before the engine: its events
+     * thread writes every transition to the one and hands restrictions to
+     * the other from its first event on. */
+    if (crp_audit_create_from_config(&audit, cfg, err, sizeof err) != CRP_OK) {
+        crp_log(CRP_LOG_ERROR, "cannot open the audit log: %s", err);
+        goto out;
+    }
+    if (crp_alerts_create(&alerts, cfg, audit, err, sizeof err) != CRP_OK) {
+        crp_log(CRP_LOG_ERROR, "cannot set up the alerts: %s", err);
+        goto out;
+    }
+    crp_engine_sinks sinks = {.audit = audit, .alerts = alerts};
+    if (crp_engine_create_with(&engine, zctx, cfg, &sinks, err, sizeof err) != CRP_OK) {
         crp_log(CRP_LOG_ERROR, "cannot start the engine: %s", err);
         goto out;
     }
+    run.engine = engine;
+    run.alerts = alerts;
+    crp_alert_policy_from_config(&run.file_policy, cfg);
 #if CONNREP_HAVE_LOOKUP
     if (cfg->lookup.bind[0] != '\0') {
         crp_err le =
@@ -422,12 +519,27 @@ int main(int argc, char **argv)
 #else
     crp_log(CRP_LOG_WARN, "built without the lookup server: [lookup] bind is not served");
 #endif
+    /* The admin server comes last: its verbs need the engine running. */
+    if (cfg->admin.bind[0] != '\0') {
+        crp_admin_backend backend;
+        crp_admin_engine_init(&admin_engine, engine, audit, &backend);
+        if (crp_admin_server_start(&admin, zctx, cfg, &backend, audit, alerts, err, sizeof err) !=
+            CRP_OK) {
+            crp_log(CRP_LOG_ERROR, "cannot start the admin server: %s", err);
+            goto out;
+        }
+        crp_log(CRP_LOG_INFO, "admin server on %s, %zu identit%s, server key %s.pub",
+                cfg->admin.bind, cfg->n_identities, cfg->n_identities == 1 ? "y" : "ies",
+                cfg->admin.secret_key_file);
+    }
     if (!write_pid_file(pid_path)) {
         crp_log(CRP_LOG_ERROR, "cannot write %s: %s", pid_path, strerror(errno));
         goto out;
     }
-    crp_log(CRP_LOG_INFO, "ready: feed %s, lookup %s, events %s", cfg->feed.bind, cfg->lookup.bind,
-            cfg->events.bind);
+    crp_log(CRP_LOG_INFO, "ready: feed %s, lookup %s, events %s, admin %s; audit log %s, alerts %s",
+            cfg->feed.bind, cfg->lookup.bind, cfg->events.bind,
+            cfg->admin.bind[0] != '\0' ? cfg->admin.bind : "(none)",
+            cfg->audit.enabled ? "on" : "off", cfg->alerts.enabled ? "on" : "off");
     report_ready(&ready_fd, 0);
 
     for (;;) {
@@ -443,7 +555,7 @@ int main(int argc, char **argv)
         if (n != (ssize_t)sizeof si)
             continue;
         if (si.ssi_signo == SIGHUP) {
-            reload(engine, config_path);
+            reload(&run, config_path);
             continue;
         }
         crp_log(CRP_LOG_INFO, "%s: stopping", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
@@ -452,13 +564,20 @@ int main(int argc, char **argv)
     status = 0;
 
 out:
-    /* Intake stops and the queues drain while lookups are still served;
-     * then the lookup server goes, and only then the table. */
+    /* The admin server goes first, so no change arrives while the engine
+     * drains (crp/admin.h). Intake stops and the queues drain while lookups
+     * are still served, and the events thread audits and publishes every
+     * transition; then the lookup server goes, and only then the table.
+     * The alerts and the audit log outlive the events thread that uses
+     * them; the context goes last. */
+    crp_admin_server_stop(&admin);
     crp_engine_stop(engine);
 #if CONNREP_HAVE_LOOKUP
     crp_lookup_server_stop(&lookup);
 #endif
     crp_engine_destroy(&engine);
+    crp_alerts_destroy(&alerts);
+    crp_audit_destroy(&audit);
     if (zctx != NULL)
         zmq_ctx_term(zctx);
     /* ZeroMQ removes the socket files it bound; this also covers a stop
@@ -467,6 +586,7 @@ out:
         each_ipc_path(cfg->feed.bind, unlink_path, NULL);
         each_ipc_path(cfg->lookup.bind, unlink_path, NULL);
         each_ipc_path(cfg->events.bind, unlink_path, NULL);
+        each_ipc_path(cfg->admin.bind, unlink_path, NULL);
         unlink(pid_path);
         crp_log(CRP_LOG_INFO, "stopped");
     }

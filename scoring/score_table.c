@@ -117,8 +117,14 @@ crp_err crp_score_block_sw(crp_table *t, const crp_policy *p, const void *id, si
     if (err != CRP_OK)
         return err;
     crp_table_load_sw(t, slot, &e);
-    if (crp_score_block(p, &e, now_ms, tr))
+    if (crp_score_block(p, &e, now_ms, tr)) {
         crp_table_store_sw(t, slot, &e);
+        /* The entry was inserted ACTIVE a moment ago only to be blocked:
+         * to everyone outside it came from nowhere (docs/protocol.md 4.2,
+         * previous_state "unknown"). */
+        if (created)
+            tr->from = CRP_STATE_UNKNOWN;
+    }
     return CRP_OK;
 }
 

@@ -3,7 +3,9 @@
 #   1. the plain build (RelWithDebInfo): all suites, integration included;
 #   2. ASan+UBSan: all suites again;
 #   3. TSan: the table stress programs (Criterion's runner does not start
-#      under TSan, so they are plain executables labelled "stress").
+#      under TSan, so they are plain executables labelled "stress");
+#   4. libFuzzer (clang, ASan+UBSan): every target over its regressions and
+#      seed corpus, then 30 s of fuzzing each.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,4 +24,6 @@ bash scripts/build.sh build-asan address,undefined
 echo "== build (thread)"
 bash scripts/build.sh build-tsan thread
 (cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L stress)
+echo "== fuzz (libFuzzer, address,undefined)"
+bash scripts/fuzz.sh 30
 echo "== all tests passed"

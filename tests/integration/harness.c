@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -101,9 +102,13 @@ int crp_harness_init(crp_harness *h)
         fmt_path(h->feed_path, sizeof h->feed_path, h->dir, "/", "run/feed") ||
         fmt_path(h->lookup_path, sizeof h->lookup_path, h->dir, "/", "run/lookup") ||
         fmt_path(h->events_path, sizeof h->events_path, h->dir, "/", "run/events") ||
+        fmt_path(h->admin_path, sizeof h->admin_path, h->dir, "/", "run/admin") ||
+        fmt_path(h->server_key_path, sizeof h->server_key_path, h->state_dir, "/",
+                 "admin.key.pub") ||
         fmt_path(h->feed_ep, sizeof h->feed_ep, "ipc://", "", h->feed_path) ||
         fmt_path(h->lookup_ep, sizeof h->lookup_ep, "ipc://", "", h->lookup_path) ||
-        fmt_path(h->events_ep, sizeof h->events_ep, "ipc://", "", h->events_path)) {
+        fmt_path(h->events_ep, sizeof h->events_ep, "ipc://", "", h->events_path) ||
+        fmt_path(h->admin_ep, sizeof h->admin_ep, "ipc://", "", h->admin_path)) {
         note("temp dir path too long: %s", h->dir);
         return -1;
     }
@@ -201,6 +206,7 @@ int crp_harness_write_config(crp_harness *h)
         {"admin", "bind", ""},
         {"admin", "secret_key_file", ""},
         {"scoring", "half_life", "1h"},
+        {"alerts", "enabled", "false"},
     };
     snprintf(base[1].value, sizeof base[1].value, "%s", h->shm_name);
     snprintf(base[2].value, sizeof base[2].value, "%s", h->state_dir);
@@ -208,6 +214,8 @@ int crp_harness_write_config(crp_harness *h)
     snprintf(base[6].value, sizeof base[6].value, "%s", h->lookup_ep);
     snprintf(base[7].value, sizeof base[7].value, "%s", h->events_ep);
     snprintf(base[9].value, sizeof base[9].value, "%s/admin.key", h->state_dir);
+    if (h->n_ids > 0)
+        snprintf(base[8].value, sizeof base[8].value, "%s", h->admin_ep);
     static const char *const sections[] = {"engine", "feed",    "lookup", "events",
                                            "admin",  "scoring", "alerts", "audit"};
     FILE *f = fopen(h->config_path, "w");
@@ -232,6 +240,13 @@ int crp_harness_write_config(crp_harness *h)
             if (!in_base && strcmp(h->over[i].section, sections[s]) == 0)
                 fprintf(f, "%s = %s\n", h->over[i].key, h->over[i].value);
         }
+    }
+    for (size_t i = 0; i < h->n_ids; i++) {
+        const crp_harness_identity *id = &h->ids[i];
+        fprintf(f, "\n[identity %s]\npublic_key = %s\nrole = %s\ntenant = %s\n", id->name,
+                id->public_key, id->role, id->tenant);
+        if (id->email[0] != '\0')
+            fprintf(f, "email = %s\n", id->email);
     }
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -457,14 +472,9 @@ static bool slurp(int fd, char *buf, size_t cap, size_t *len)
     return true;
 }
 
-int crp_harness_run(const char *const *args, char *out, size_t out_cap, char *err, size_t err_cap)
+/* Runs argv (argv[0] a path) to completion, capturing its output. */
+static int run_argv(char **argv, char *out, size_t out_cap, char *err, size_t err_cap)
 {
-    char *argv[32];
-    size_t n = 0;
-    argv[n++] = (char *)crp_harness_daemon_path();
-    for (size_t i = 0; args[i] != NULL && n < 31; i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
     int po[2], pe[2];
     if (pipe(po) != 0 || pipe(pe) != 0)
         return -1;
@@ -503,6 +513,46 @@ int crp_harness_run(const char *const *args, char *out, size_t out_cap, char *er
         kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int crp_harness_run(const char *const *args, char *out, size_t out_cap, char *err, size_t err_cap)
+{
+    char *argv[32];
+    size_t n = 0;
+    argv[n++] = (char *)crp_harness_daemon_path();
+    for (size_t i = 0; args[i] != NULL && n < 31; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    return run_argv(argv, out, out_cap, err, err_cap);
+}
+
+const char *crp_harness_cli_path(void)
+{
+    const char *env = getenv("CONNREP_CLI");
+    return env != NULL && env[0] != '\0' ? env : CONNREP_BIN_DIR "/connrep";
+}
+
+int crp_harness_run_cli(crp_harness *h, const char *name, const char *const *args, char *out,
+                        size_t out_cap, char *err, size_t err_cap)
+{
+    char *argv[40];
+    size_t n = 0;
+    const crp_harness_identity *id = name != NULL ? crp_harness_identity_get(h, name) : NULL;
+    if (name != NULL && id == NULL) {
+        note("no identity %s", name);
+        return -1;
+    }
+    argv[n++] = (char *)crp_harness_cli_path();
+    argv[n++] = "--config";
+    argv[n++] = h->config_path;
+    if (id != NULL) {
+        argv[n++] = "--key";
+        argv[n++] = (char *)id->key_path;
+    }
+    for (size_t i = 0; args[i] != NULL && n < 39; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    return run_argv(argv, out, out_cap, err, err_cap);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -747,6 +797,17 @@ void crp_harness_event_fini(crp_harness_event *ev)
     ev->body = NULL;
 }
 
+/* A config boolean that says yes (the file syntax ignores letter case). */
+static bool config_true(const char *v)
+{
+    static const char *const yes[] = {"true", "on", "yes", "1"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 int crp_harness_subscribe(crp_harness *h)
 {
     h->sub = zmq_socket(h->zctx, ZMQ_SUB);
@@ -761,6 +822,10 @@ int crp_harness_subscribe(crp_harness *h)
      * Called right after start, these are the only events, numbered from 1,
      * so the subscription is in step once the event numbered sync_events
      * arrived. */
+    /* With the alert policy on, each restriction publishes two events: the
+     * state change and its alert. */
+    const crp_harness_override *alerts = find_over(h, "alerts", "enabled");
+    uint64_t per = alerts != NULL && config_true(alerts->value) ? 2 : 1;
     uint64_t deadline = mono_ms() + START_TIMEOUT_MS;
     crp_harness_event ev;
     while (mono_ms() < deadline) {
@@ -774,7 +839,7 @@ int crp_harness_subscribe(crp_harness *h)
         for (;;) {
             uint64_t seq = ev.seq;
             crp_harness_event_fini(&ev);
-            if (seq >= h->sync_events)
+            if (seq >= per * h->sync_events)
                 return 0;
             if (crp_harness_next_event(h, 5000, &ev) != 0)
                 break;
@@ -784,6 +849,148 @@ int crp_harness_subscribe(crp_harness *h)
     }
     note("the events subscription never became live");
     return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Admin                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Writes "key\n" to path with mode 0600 (as `connrep keygen` does). */
+static int write_key(const char *path, const char *key)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    char line[48];
+    int n = snprintf(line, sizeof line, "%s\n", key);
+    bool ok = write(fd, line, (size_t)n) == n;
+    return close(fd) == 0 && ok ? 0 : -1;
+}
+
+const crp_harness_identity *crp_harness_add_identity(crp_harness *h, const char *name,
+                                                     const char *role, const char *tenant,
+                                                     const char *email)
+{
+    if (h->n_ids == CRP_HARNESS_IDENTITIES) {
+        note("too many identities");
+        return NULL;
+    }
+    crp_harness_identity *id = &h->ids[h->n_ids];
+    memset(id, 0, sizeof *id);
+    snprintf(id->name, sizeof id->name, "%s", name);
+    snprintf(id->role, sizeof id->role, "%s", role);
+    snprintf(id->tenant, sizeof id->tenant, "%s", tenant);
+    snprintf(id->email, sizeof id->email, "%s", email != NULL ? email : "");
+    if (zmq_curve_keypair(id->public_key, id->secret_key) != 0) {
+        note("zmq_curve_keypair: %s (libzmq without CURVE?)", zmq_strerror(errno));
+        return NULL;
+    }
+    char dir[CRP_HARNESS_PATH_MAX], pub[CRP_HARNESS_PATH_MAX + 8];
+    if (fmt_path(dir, sizeof dir, h->dir, "/", "keys") != 0 ||
+        (mkdir(dir, 0700) != 0 && errno != EEXIST) ||
+        snprintf(id->key_path, sizeof id->key_path, "%s/%s.key", dir, name) >=
+            (int)sizeof id->key_path) {
+        note("cannot make the key directory %s", dir);
+        return NULL;
+    }
+    snprintf(pub, sizeof pub, "%s.pub", id->key_path);
+    if (write_key(id->key_path, id->secret_key) != 0 || write_key(pub, id->public_key) != 0) {
+        note("cannot write %s: %s", id->key_path, strerror(errno));
+        return NULL;
+    }
+    h->n_ids++;
+    return id;
+}
+
+const crp_harness_identity *crp_harness_identity_get(const crp_harness *h, const char *name)
+{
+    for (size_t i = 0; i < h->n_ids; i++) {
+        if (strcmp(h->ids[i].name, name) == 0)
+            return &h->ids[i];
+    }
+    return NULL;
+}
+
+/* The engine's public key, from the .pub file it wrote beside its secret. */
+static int server_key(const crp_harness *h, char key[41])
+{
+    FILE *f = fopen(h->server_key_path, "r");
+    char line[64] = "";
+    if (f == NULL) {
+        note("cannot read %s: %s", h->server_key_path, strerror(errno));
+        return -1;
+    }
+    bool got = fgets(line, sizeof line, f) != NULL;
+    fclose(f);
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!got || strlen(line) != 40) {
+        note("%s: not a key", h->server_key_path);
+        return -1;
+    }
+    memcpy(key, line, 41);
+    return 0;
+}
+
+json_t *crp_harness_admin_keys(crp_harness *h, const char *public_key, const char *secret_key,
+                               const char *body, int timeout_ms)
+{
+    char skey[41];
+    void *s;
+    json_t *reply = NULL;
+
+    if (public_key != NULL && server_key(h, skey) != 0)
+        return NULL;
+    s = zmq_socket(h->zctx, ZMQ_DEALER);
+    if (s == NULL)
+        return NULL;
+    /* Without the timeouts and LINGER 0 a refused handshake blocks the
+     * send, and the close, forever (PROTOCOL.md section 5). */
+    set_int(s, ZMQ_LINGER, 0);
+    set_int(s, ZMQ_SNDTIMEO, timeout_ms);
+    set_int(s, ZMQ_RCVTIMEO, timeout_ms);
+    if (public_key != NULL && (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, skey, 40) != 0 ||
+                               zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, public_key, 40) != 0 ||
+                               zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, secret_key, 40) != 0)) {
+        note("cannot set the CURVE keys: %s", zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    if (zmq_connect(s, h->admin_ep) != 0 || zmq_send(s, "", 0, ZMQ_SNDMORE) < 0 ||
+        zmq_send(s, body, strlen(body), 0) < 0) {
+        zmq_close(s);
+        return NULL;
+    }
+    /* The reply is [""] [body]: the delimiter echoed, then the JSON. */
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    for (;;) {
+        if (zmq_msg_recv(&m, s, 0) < 0)
+            break;
+        if (!zmq_msg_more(&m)) {
+            json_error_t e;
+            reply = json_loadb(zmq_msg_data(&m), zmq_msg_size(&m), 0, &e);
+            if (!json_is_object(reply)) {
+                note("admin reply is not a JSON object: %.*s", (int)zmq_msg_size(&m),
+                     (const char *)zmq_msg_data(&m));
+                json_decref(reply);
+                reply = NULL;
+            }
+            break;
+        }
+    }
+    zmq_msg_close(&m);
+    zmq_close(s);
+    return reply;
+}
+
+json_t *crp_harness_admin(crp_harness *h, const char *name, const char *body, int timeout_ms)
+{
+    const crp_harness_identity *id = crp_harness_identity_get(h, name);
+    if (id == NULL) {
+        note("no identity %s", name);
+        return NULL;
+    }
+    return crp_harness_admin_keys(h, id->public_key, id->secret_key, body, timeout_ms);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -16,8 +16,12 @@
  * The generated config: [engine] max_connectors 1024, shards 2, shm_name
  * "/crp-it-<pid>-<n>" (unique per harness), state_dir <dir>/state; feed,
  * lookup and events on ipc://<dir>/{feed,lookup,events}; [feed]
- * max_frame_bytes 64KiB; no admin endpoint; every other key at its
- * default. crp_harness_set() overrides or adds any key.
+ * max_frame_bytes 64KiB; [alerts] enabled false (so that every published
+ * event is a state change, which the event-counting suites rely on); no
+ * admin endpoint until an identity is added (crp_harness_add_identity),
+ * then ipc://<dir>/run/admin with the server key in state_dir/admin.key;
+ * every other key at its default. crp_harness_set() overrides or adds any
+ * key.
  *
  * Nothing here sleeps a fixed time: every wait polls with a deadline. The
  * daemon's stderr goes to h.log_path; on a failed start the harness copies
@@ -39,14 +43,28 @@
 
 #include "crp/wire.h"
 
-#define CRP_HARNESS_PATH_MAX  256
-#define CRP_HARNESS_OVERRIDES 32
+#define CRP_HARNESS_PATH_MAX   256
+#define CRP_HARNESS_OVERRIDES  32
+#define CRP_HARNESS_IDENTITIES 16
 
 typedef struct crp_harness_override {
     char section[32];
     char key[64];
     char value[256];
 } crp_harness_override;
+
+/* An admin identity of the generated config, with its CURVE key pair. */
+typedef struct crp_harness_identity {
+    char name[65];
+    char role[48];
+    char tenant[65]; /* "*" or a tenant */
+    char email[128]; /* "" for none */
+    char public_key[41];
+    char secret_key[41];
+    /* The secret key file (mode 0600) with .pub beside it, for the
+     * `connrep --key` option: <dir>/keys/<name>.key. */
+    char key_path[CRP_HARNESS_PATH_MAX];
+} crp_harness_identity;
 
 typedef struct crp_harness {
     char dir[CRP_HARNESS_PATH_MAX]; /* the temp dir, removed by fini */
@@ -57,12 +75,17 @@ typedef struct crp_harness {
     char feed_path[CRP_HARNESS_PATH_MAX]; /* socket files */
     char lookup_path[CRP_HARNESS_PATH_MAX];
     char events_path[CRP_HARNESS_PATH_MAX];
+    char admin_path[CRP_HARNESS_PATH_MAX];
     char feed_ep[CRP_HARNESS_PATH_MAX + 8]; /* "ipc://" + path */
     char lookup_ep[CRP_HARNESS_PATH_MAX + 8];
     char events_ep[CRP_HARNESS_PATH_MAX + 8];
+    char admin_ep[CRP_HARNESS_PATH_MAX + 8];
+    char server_key_path[CRP_HARNESS_PATH_MAX]; /* state_dir/admin.key.pub */
     char shm_name[64];
     crp_harness_override over[CRP_HARNESS_OVERRIDES];
     size_t n_over;
+    crp_harness_identity ids[CRP_HARNESS_IDENTITIES];
+    size_t n_ids;
     pid_t pid;        /* the --foreground daemon, 0 when none */
     pid_t daemon_pid; /* a detached daemon (crp_harness_start_detached) */
     void *zctx;
@@ -116,6 +139,34 @@ bool crp_harness_running(crp_harness *h);
  * Returns the exit status, or -1. */
 int crp_harness_run(const char *const *args, char *out, size_t out_cap, char *err, size_t err_cap);
 
+/* The admin CLI: $CONNREP_CLI when set, else build/bin/connrep. */
+const char *crp_harness_cli_path(void);
+/* Runs `connrep --config <the generated config> --key <name's key file>
+ * args...` to completion, as crp_harness_run. name NULL: no --key. */
+int crp_harness_run_cli(crp_harness *h, const char *name, const char *const *args, char *out,
+                        size_t out_cap, char *err, size_t err_cap);
+
+/* ---- admin ---- */
+
+/* Adds an [identity NAME] section to the generated config with a new
+ * CURVE key pair (role as spelled in the config, tenant "*" or a name,
+ * email "" for none), and writes its key files for the CLI. The first
+ * identity turns the admin endpoint on. Takes effect at the next start.
+ * Returns the identity, or NULL. */
+const crp_harness_identity *crp_harness_add_identity(crp_harness *h, const char *name,
+                                                     const char *role, const char *tenant,
+                                                     const char *email);
+const crp_harness_identity *crp_harness_identity_get(const crp_harness *h, const char *name);
+
+/* One admin request (a JSON text) as identity `name`, over a CURVE DEALER
+ * socket with send/receive timeouts; the parsed reply object, or NULL when
+ * there was no answer within timeout_ms (which is also how a refused
+ * handshake looks). The caller json_decref()s it. */
+json_t *crp_harness_admin(crp_harness *h, const char *name, const char *body, int timeout_ms);
+/* The same with explicit client keys; public_key NULL: no CURVE at all. */
+json_t *crp_harness_admin_keys(crp_harness *h, const char *public_key, const char *secret_key,
+                               const char *body, int timeout_ms);
+
 /* ---- feed ---- */
 
 /* Sends one message (one frame) on the feed PUSH socket. */
@@ -149,9 +200,10 @@ int crp_harness_lookup(crp_harness *h, const char *id, crp_reply_result *res, ch
 /* Connects a SUB socket to the events endpoint and makes sure the
  * subscription is live: it restricts throw-away connectors "sync-<n>" (3
  * malware events each, so the malware threshold must be at most 3) until
- * their events arrive, then consumes the rest of them. Afterwards
- * h->last_seq is the sequence of the last sync event and h->instance the
- * engine's instance id. */
+ * their events arrive, then consumes the rest of them (with [alerts]
+ * enabled in the generated config, each restriction's alert event too).
+ * Afterwards h->last_seq is the sequence of the last sync event and
+ * h->instance the engine's instance id. */
 int crp_harness_subscribe(crp_harness *h);
 /* Receives the next event within timeout_ms; 0, or -1 on timeout or a
  * malformed message. Updates h->last_seq. */

@@ -1068,6 +1068,8 @@ Test(scoring_table, block_unknown_connector)
 
     cr_assert(eq(int, crp_score_block_sw(t, &p, "conn-b", 6, "fabrikam", 8, T0, tr), CRP_OK));
     cr_assert(eq(u8, tr[0].kind, CRP_TR_BLOCKED));
+    cr_assert(eq(u8, tr[0].from, CRP_STATE_UNKNOWN)); /* it was never seen */
+    cr_assert(eq(u8, tr[0].to, CRP_STATE_RESTRICTED));
     crp_key k = crp_table_key(t, "conn-b", 6);
     crp_verdict v;
     cr_assert(crp_table_lookup(t, &k, &v));

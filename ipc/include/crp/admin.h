@@ -180,6 +180,24 @@ typedef struct crp_admin_stats {
 } crp_admin_stats;
 void crp_admin_server_stats(const crp_admin_server *s, crp_admin_stats *out);
 
+/* For the fuzz target (tests/fuzz/fuzz_admin.c) and tests only: runs one
+ * request body through exactly what the server thread does with it --
+ * identity by name, JSON parsing, arguments, tenant scope, role, the verb
+ * against `backend`, the audit line -- without sockets, threads or keys.
+ *
+ * ids[0..n_ids) stand for the config's identities (borrowed for the call);
+ * user_id is the ZAP "User-Id" (NULL: none, answered as an unknown
+ * identity); body[0..size) is the request frame, any bytes. backend is
+ * copied; audit and alerts may be NULL, as for crp_admin_server_start.
+ * Returns the reply text (NUL-terminated JSON, malloc'd: the caller frees
+ * it), or NULL when memory ran out. Blocks only on the audit log's file
+ * I/O. Calls on the same backend, audit and alerts must not overlap, as on
+ * the server thread. */
+char *crp_admin_handle_for_fuzz(const crp_identity *ids, size_t n_ids,
+                                const crp_admin_backend *backend, crp_audit *audit,
+                                crp_alerts *alerts, const char *user_id, const void *body,
+                                size_t size);
+
 /* ---- key files -----------------------------------------------------------
  * A key file holds one line: the 40-character Z85 secret key (a trailing
  * newline is allowed, nothing else). Beside it, FILE.pub holds the public

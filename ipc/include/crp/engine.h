@@ -13,8 +13,10 @@
  * part. Each writer is the single writer of its shard: it applies events,
  * sweeps its shard every 200 ms for time-driven transitions (auto-release,
  * restrict_today, probation end) and answers control calls. Every
- * transition goes to the events thread, which logs it and publishes state
- * changes (docs/protocol.md section 4).
+ * transition goes to the events thread, which writes its audit line (when
+ * the engine has an audit log), publishes state changes (docs/protocol.md
+ * section 4), logs it, and hands restrictions to the alert policy (when
+ * the engine has one: crp_engine_sinks).
  *
  * There is no lock anywhere on these paths: each piece of state belongs to
  * one thread, and the only shared data are the table (single writer per
@@ -30,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crp/alerts.h"
+#include "crp/audit.h"
 #include "crp/config.h"
 #include "crp/err.h"
 #include "crp/scoring.h"
@@ -52,6 +56,28 @@ typedef struct crp_engine crp_engine;
  * thread that will later stop and destroy the engine. */
 crp_err crp_engine_create(crp_engine **out, void *zctx, const crp_config *cfg, char *errbuf,
                           size_t errlen);
+
+/* Where the events thread reports transitions besides the events socket:
+ * the admin face (crp/audit.h, crp/alerts.h). Both must outlive the engine
+ * (destroy them after crp_engine_destroy); either may be NULL. */
+typedef struct crp_engine_sinks {
+    /* Every transition, published or not, gets a "transition" line with
+     * its actor, the admin's comment and the evidence, written before the
+     * event is published. */
+    crp_audit *audit;
+    /* Every restriction by a rule, and every would-restrict under action
+     * alert_only, goes through the alert policy; when the policy is on, an
+     * `alert.suspicious-connector` event follows the state event in the
+     * same numbered stream. Manual blocks raise no alert (the admin who
+     * blocked already knows). The events thread also reaps finished
+     * notify commands (crp_alerts_reap) several times a second. */
+    crp_alerts *alerts;
+} crp_engine_sinks;
+
+/* crp_engine_create with an audit log and alerts. sinks may be NULL (then
+ * it is crp_engine_create). */
+crp_err crp_engine_create_with(crp_engine **out, void *zctx, const crp_config *cfg,
+                               const crp_engine_sinks *sinks, char *errbuf, size_t errlen);
 
 /* Graceful stop: closes the feed sockets (no new frames), lets every writer
  * apply what is already queued, lets the events thread publish every
@@ -110,13 +136,20 @@ crp_err crp_engine_block(crp_engine *e, const char *id, size_t len, const char *
 crp_err crp_engine_remove(crp_engine *e, const char *id, size_t len, const char *actor,
                           const char *comment, crp_transition *out);
 
-/* Replaces the thresholds ([scoring]) in every writer and the alert
- * settings ([alerts]) in the events thread. Settings that need a restart
- * (endpoints, table size, shards, shm_name, state_dir) are not applied;
- * each one that differs is logged as a warning. Returns CRP_OK when every
- * thread took the new settings, CRP_INVAL (why names the field) when the
+/* Replaces the thresholds ([scoring]) in every writer. Settings that need
+ * a restart (endpoints, table size, shards, shm_name, state_dir, the audit
+ * log) are not applied; each one that differs is logged as a warning. The
+ * [alerts] settings belong to the alerts module (crp_alerts_reconfigure,
+ * crp_alerts_set_policy), not to the engine. Returns CRP_OK when every
+ * writer took the new thresholds, CRP_INVAL (why names the field) when the
  * policy makes no sense, or CRP_TIMEOUT. why may be NULL. */
 crp_err crp_engine_reload(crp_engine *e, const crp_config *cfg, char *why, size_t whylen);
+
+/* Copies the scoring policy the writers run now: the start-up config's
+ * [scoring], or the last successful reload's. For readers of the table
+ * that need the half-life or the probation (the admin's list figures). Any
+ * thread; takes a mutex for the copy, never blocks for long. */
+void crp_engine_policy(crp_engine *e, crp_policy *out);
 
 /* What an admin sees of one connector (get-connector). */
 typedef struct crp_engine_detail {

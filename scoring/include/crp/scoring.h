@@ -371,9 +371,10 @@ crp_err crp_score_remove_sw(crp_table *t, const crp_policy *p, const crp_key *k,
                             crp_transition *tr);
 
 /* Manual block by id, inserting the connector (with the tenant) when
- * unknown. Returns CRP_OK (tr->kind is CRP_TR_NONE when it was already
- * manually blocked), CRP_INVAL for bad lengths, or the table's insert
- * errors. Caller: the shard writer of the id's key. */
+ * unknown; tr->from is then CRP_STATE_UNKNOWN. Returns CRP_OK (tr->kind is
+ * CRP_TR_NONE when it was already manually blocked), CRP_INVAL for bad
+ * lengths, or the table's insert errors. Caller: the shard writer of the
+ * id's key. */
 crp_err crp_score_block_sw(crp_table *t, const crp_policy *p, const void *id, size_t id_len,
                            const void *tenant, size_t tenant_len, uint64_t now_ms,
                            crp_transition *tr);
