@@ -21,6 +21,7 @@
 #define _DEFAULT_SOURCE /* O_CLOEXEC, fsync on older libcs */
 
 #include "crp/admin.h"
+#include "crp/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,27 +94,6 @@ static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(errbuf, errlen, fmt, ap);
     va_end(ap);
-}
-
-static void admin_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void admin_log(const char *fmt, ...)
-{
-    char line[1024], ts[CRP_RFC3339_LEN];
-    va_list ap;
-    int n;
-
-    n = snprintf(line, sizeof(line), "%s warn admin: ", crp_rfc3339(crp_clock_ms(), ts));
-    va_start(ap, fmt);
-    n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (n >= (int)sizeof(line) - 1)
-        n = (int)sizeof(line) - 2;
-    line[n++] = '\n';
-    /* One write: lines of different threads never interleave. */
-    if (write(STDERR_FILENO, line, (size_t)n) < 0) {
-        /* Nothing better to do with a failing stderr. */
-    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1030,7 +1010,8 @@ static char *handle(crp_admin_server *s, const char *user_id, const void *data, 
     line.reason = r.reason;
     line.details = r.details;
     if (crp_audit_request_line(s->audit, &line) != CRP_OK)
-        admin_log("cannot write the audit line of %s by %s", r.verb ? r.verb : "?", line.actor);
+        crp_log(CRP_LOG_WARN, "admin: cannot write the audit line of %s by %s",
+                r.verb ? r.verb : "?", line.actor);
 
     /* Statistics only: relaxed. */
     atomic_fetch_add_explicit(&s->n_requests, 1, memory_order_relaxed);

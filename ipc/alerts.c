@@ -10,6 +10,7 @@
 #define _DEFAULT_SOURCE /* SOCK_CLOEXEC, getentropy, gethostname */
 
 #include "crp/alerts.h"
+#include "crp/log.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -91,25 +92,6 @@ struct crp_alerts {
 /* ------------------------------------------------------------------------ */
 /* Small helpers */
 
-__attribute__((format(printf, 1, 2))) static void alerts_log(const char *fmt, ...)
-{
-    char line[1024], ts[CRP_RFC3339_LEN];
-    va_list ap;
-    int n;
-
-    n = snprintf(line, sizeof(line), "%s warn alerts: ", crp_rfc3339(crp_clock_ms(), ts));
-    va_start(ap, fmt);
-    n += vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (n >= (int)sizeof(line) - 1)
-        n = (int)sizeof(line) - 2;
-    line[n++] = '\n';
-    /* One write so that lines of different threads never interleave. */
-    if (write(STDERR_FILENO, line, (size_t)n) < 0) {
-        /* Nothing better to do with a failing stderr. */
-    }
-}
-
 /* A growing string. On allocation failure `oom` is set and later appends
  * do nothing, so builders check once at the end. */
 typedef struct sbuf {
@@ -184,30 +166,12 @@ static char *sb_take(sbuf *b)
  * character), or 0. */
 static size_t utf8_char(const unsigned char *s, size_t n)
 {
-    unsigned c = s[0], cp;
-    size_t len;
-
-    if (c < 0x20 || c == 0x7f)
+    /* Well-formed UTF-8 without C0 controls, DEL or C1 controls (U+0080..
+     * U+009F, encoded C2 80..C2 9F): what may stand in a mail header. */
+    if (s[0] < 0x20 || s[0] == 0x7f)
         return 0;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+    size_t len = crp_utf8_seq(s, n);
+    if (len == 2 && s[0] == 0xc2 && s[1] < 0xa0)
         return 0;
     return len;
 }
@@ -457,8 +421,9 @@ void crp_alerts_destroy(crp_alerts **ap)
         return;
     a = *ap;
     if (crp_alerts_wait(a, 2000) != CRP_OK)
-        alerts_log("%zu notify command(s) still running at shutdown; not waiting for them",
-                   a->n_children);
+        crp_log(CRP_LOG_WARN,
+                "alerts: %zu notify command(s) still running at shutdown; not waiting for them",
+                a->n_children);
     for (size_t i = 0; i < a->n_children; i++) {
         if (a->children[i].fd >= 0)
             close(a->children[i].fd);
@@ -781,13 +746,13 @@ static bool spawn_locked(crp_alerts *a, char *msg, const crp_alert_info *info)
     int rc;
 
     if (a->n_children >= CRP_ALERTS_CHILDREN_MAX) {
-        alerts_log("%u notify commands still running: not starting another",
-                   CRP_ALERTS_CHILDREN_MAX);
+        crp_log(CRP_LOG_WARN, "alerts: %u notify commands still running: not starting another",
+                CRP_ALERTS_CHILDREN_MAX);
         free(msg);
         return false;
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        alerts_log("socketpair: %s", strerror(errno));
+        crp_log(CRP_LOG_WARN, "alerts: socketpair: %s", strerror(errno));
         free(msg);
         return false;
     }
@@ -811,7 +776,7 @@ static bool spawn_locked(crp_alerts *a, char *msg, const crp_alert_info *info)
     posix_spawn_file_actions_destroy(&fa);
     close(sv[1]);
     if (rc != 0) {
-        alerts_log("cannot start notify_command: %s", strerror(rc));
+        crp_log(CRP_LOG_WARN, "alerts: cannot start notify_command: %s", strerror(rc));
         close(sv[0]);
         free(msg);
         return false;
@@ -872,7 +837,8 @@ static size_t reap_locked(crp_alerts *a, failure *fails, size_t nf)
             a->st.command_failed++;
             /* Ids are opaque bytes: escape them so a log line stays one line. */
             sb_display(&shown, c->id, c->id_len, true, 300);
-            alerts_log("notify_command failed for connector %s: %s", shown.p ? shown.p : "?", why);
+            crp_log(CRP_LOG_WARN, "alerts: notify_command failed for connector %s: %s",
+                    shown.p ? shown.p : "?", why);
             free(shown.p);
             if (k < nf) {
                 memcpy(fails[k].id, c->id, c->id_len);

@@ -210,23 +210,6 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
-char *crp_rfc3339(uint64_t ms, char out[CRP_RFC3339_LEN])
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-
-    if (gmtime_r(&secs, &tm) == NULL) {
-        strcpy(out, "1970-01-01T00:00:00.000Z");
-        return out;
-    }
-    /* The moduli only tell the compiler the field widths. */
-    snprintf(out, CRP_RFC3339_LEN, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ",
-             (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
-             (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-             (unsigned)tm.tm_sec % 100u, (unsigned)(ms % 1000));
-    return out;
-}
-
 /* Reads exactly n digits at *p; returns -1 when they are not all digits. */
 static int digits(const char **p, int n)
 {
@@ -333,37 +316,11 @@ crp_err crp_time_parse(const char *s, uint64_t now_ms, uint64_t *out_ms)
 /* ------------------------------------------------------------------------ */
 /* JSON helpers */
 
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one
- * (overlong forms, surrogates, code points over U+10FFFF, NUL). */
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one;
+ * NUL is refused too, so that audit text survives C-string handling. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-    unsigned c = s[0];
-    size_t len;
-    unsigned cp;
-
-    if (c == 0)
-        return 0;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, cp = c & 0x0f;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
+    return s[0] == 0 ? 0 : crp_utf8_seq(s, n);
 }
 
 json_t *crp_json_bytes(const char *s, size_t len)

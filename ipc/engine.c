@@ -109,52 +109,6 @@ struct crp_engine {
 /* Logging and formatting                                                    */
 /* ------------------------------------------------------------------------ */
 
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
-
-void crp_rfc3339_ms(uint64_t ms, char buf[32])
-{
-    time_t secs = (time_t)(ms / 1000u);
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL) {
-        snprintf(buf, 32, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    /* The compiler cannot know the year has four digits: format with room
-     * to spare, then copy. */
-    char tmp[96];
-    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000u));
-    snprintf(buf, 32, "%.31s", tmp);
-}
-
-void crp_log(crp_log_level level, const char *fmt, ...)
-{
-    char line[2048];
-    char ts[32];
-    crp_rfc3339_ms(crp_clock_ms(), ts);
-    if ((unsigned)level > CRP_LOG_ERROR)
-        level = CRP_LOG_ERROR;
-    int n = snprintf(line, sizeof line, "%s %s ", ts, level_names[level]);
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof line - 2)
-        len = sizeof line - 2;
-    line[len++] = '\n';
-    /* One write per line: lines of different threads never interleave. */
-    size_t off = 0;
-    while (off < len) {
-        ssize_t w = write(STDERR_FILENO, line + off, len - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-}
-
 void crp_log_escape(char *dst, size_t cap, const void *src, size_t len)
 {
     static const char hex[] = "0123456789abcdef";

@@ -192,10 +192,6 @@ void crp_events_destroy(crp_events **evp);
  * 15 characters). Returns 0 or an errno value. */
 int crp_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name);
 
-/* Formats ms since the epoch as RFC 3339 UTC with milliseconds,
- * "2026-12-04T17:00:00.123Z" (25 bytes with the NUL). */
-void crp_rfc3339_ms(uint64_t ms, char buf[32]);
-
 /* Binds (or connects) sock to every endpoint of a comma list. On failure
  * writes "what 'endpoint': reason" to errbuf and returns CRP_SYS. */
 crp_err crp_zmq_bind_list(void *sock, const char *list, bool connect, const char *what,

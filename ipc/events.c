@@ -80,40 +80,6 @@ static void put_le64(unsigned char *p, uint64_t v)
 /* JSON bodies                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Length of the well-formed UTF-8 sequence at s, or 0 if there is none
- * (overlong forms, surrogates and code points over U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef)
-        n = 3;
-    else if (c >= 0xf0 && c <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    if (c == 0xe0)
-        lo = 0xa0;
-    else if (c == 0xed)
-        hi = 0x9f;
-    else if (c == 0xf0)
-        lo = 0x90;
-    else if (c == 0xf4)
-        hi = 0x8f;
-    if (len < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++) {
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    }
-    return n;
-}
-
 /* A JSON string of arbitrary bytes: as is when they are UTF-8, else with
  * every byte that is not part of a well-formed sequence replaced by U+FFFD
  * (*lossy is then set, and the caller adds the bytes in hex). */
@@ -128,7 +94,7 @@ static json_t *text_json(const char *text, size_t len, bool *lossy)
     if (len > CRP_ENGINE_COMMENT_MAX)
         len = CRP_ENGINE_COMMENT_MAX;
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(s + i, len - i);
+        size_t n = crp_utf8_seq(s + i, len - i);
         if (n == 0) {
             memcpy(buf + o, "\xef\xbf\xbd", 3);
             o += 3;
@@ -157,9 +123,8 @@ static json_t *hex_json(const char *text, size_t len)
 
 static json_t *time_json(uint64_t ms)
 {
-    char ts[32];
-    crp_rfc3339_ms(ms, ts);
-    return json_string(ts);
+    char ts[CRP_RFC3339_LEN];
+    return json_string(crp_rfc3339(ms, ts));
 }
 
 /* The body of docs/protocol.md section 4 for one transition. */

@@ -46,6 +46,7 @@
 
 #include "crp/config.h"
 #include "crp/err.h"
+#include "crp/log.h"
 #include "crp/scoring.h"
 
 typedef struct crp_audit crp_audit;
@@ -60,7 +61,6 @@ typedef struct crp_audit crp_audit;
 #define CRP_AUDIT_LINE_MAX 65536u
 
 /* Room for an RFC 3339 time with milliseconds: "2024-05-01T12:00:00.123Z". */
-#define CRP_RFC3339_LEN 32u
 
 typedef struct crp_audit_opts {
     const char *state_dir; /* the directory of audit.log; created (0700) when missing */
@@ -170,10 +170,6 @@ typedef struct crp_audit_query {
 crp_err crp_audit_search(crp_audit *a, const crp_audit_query *q, json_t **out, bool *more);
 
 /* ---- helpers shared with the admin server, alerts and events ---------- */
-
-/* Formats ms since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out[32]
- * and returns out. */
-char *crp_rfc3339(uint64_t ms, char out[CRP_RFC3339_LEN]);
 
 /* Parses a search bound: an RFC 3339 date-time ("2024-05-01T12:00:00Z",
  * optional fraction, 'Z' or a +hh:mm / -hh:mm offset), a date

@@ -35,6 +35,7 @@
 #include "crp/alerts.h"
 #include "crp/audit.h"
 #include "crp/config.h"
+#include "crp/log.h"
 #include "crp/err.h"
 #include "crp/scoring.h"
 #include "crp/table.h"
@@ -165,19 +166,6 @@ typedef struct crp_engine_detail {
  * policy. CRP_OK, CRP_NOTFOUND, CRP_INVAL or CRP_TIMEOUT. */
 crp_err crp_engine_get(crp_engine *e, const char *id, size_t len, crp_engine_detail *out);
 
-/* ---- logging ------------------------------------------------------------
- *
- * One line per call on stderr: "2026-12-04T17:00:00.123Z level text", with
- * a single write(2) so lines of different threads never interleave. Any
- * thread; blocks only as long as stderr does. */
-
-typedef enum crp_log_level {
-    CRP_LOG_DEBUG = 0,
-    CRP_LOG_INFO = 1,
-    CRP_LOG_WARN = 2,
-    CRP_LOG_ERROR = 3,
-} crp_log_level;
-
-void crp_log(crp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Logging (crp_log) lives in crp/log.h, included above. */
 
 #endif
