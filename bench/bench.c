@@ -34,13 +34,16 @@ void bench_common_init(bench_common *c, double seconds)
 static void bench_common_opts(bench_common *c, bench_opt out[BENCH_COMMON_OPTS])
 {
     const bench_opt opts[BENCH_COMMON_OPTS] = {
-        {"seconds", BENCH_OPT_DOUBLE, &c->seconds, "S", "length of each timed phase", 0.01, 3600},
+        {"seconds", BENCH_OPT_DOUBLE, &c->seconds, "S",
+         c->seconds_help ? c->seconds_help : "length of each timed phase", 0.01, 3600},
         {"seed", BENCH_OPT_U64, &c->seed, "X", "seed of every PRNG (ids, key order, table)", 0,
          1.8e19},
         {"json", BENCH_OPT_FLAG, &c->json, NULL, "print one JSON object on stdout", 0, 0},
         {"quiet", BENCH_OPT_FLAG, &c->quiet, NULL, "no progress lines on stderr", 0, 0},
         {"max-seconds", BENCH_OPT_DOUBLE, &c->max_seconds, "T",
-         "watchdog: abort the whole run after T seconds", 1, 86400},
+         c->max_seconds_help ? c->max_seconds_help
+                             : "watchdog: abort the whole run after T seconds",
+         1, 86400},
         {"help", BENCH_OPT_FLAG, &c->help, NULL, "this help", 0, 0},
     };
     memcpy(out, opts, sizeof(opts));
@@ -128,6 +131,15 @@ bool bench_opts_parse(bench_common *c, const bench_opt *opts, size_t n, int argc
             }
             val = argv[++i];
         }
+        if (o->kind == BENCH_OPT_STR) {
+            if (*val == '\0') {
+                fprintf(stderr, "connrep-bench %s: --%s needs a non-empty value\n", argv[0],
+                        o->name);
+                return false;
+            }
+            *(const char **)o->value = val;
+            continue;
+        }
         bool ok;
         double as_double;
         if (o->kind == BENCH_OPT_U64) {
@@ -160,13 +172,21 @@ static void bench_opt_usage_line(FILE *f, const bench_opt *o)
     else
         snprintf(left, sizeof(left), "--%s", o->name);
     fprintf(f, "  %-22s %s", left, o->help);
-    switch (o->kind) {
+    /* A help text that states its own default. */
+    bool says_default = strstr(o->help, "(default") != NULL;
+    switch (says_default ? BENCH_OPT_FLAG : o->kind) {
     case BENCH_OPT_U64:
         fprintf(f, " (default %" PRIu64 ")", *(const uint64_t *)o->value);
         break;
     case BENCH_OPT_DOUBLE:
         fprintf(f, " (default %g)", *(const double *)o->value);
         break;
+    case BENCH_OPT_STR: {
+        const char *v = *(const char *const *)o->value;
+        if (v != NULL)
+            fprintf(f, " (default %s)", v);
+        break;
+    }
     case BENCH_OPT_FLAG:
         break;
     }
@@ -187,14 +207,54 @@ void bench_opts_usage(FILE *f, const char *scenario, const char *description, be
 
 /* ---- Watchdog and progress ---------------------------------------------- */
 
+/* The registered cleanup; read by signal handlers, so a plain pointer
+ * written before the handlers can run with it (registration happens on the
+ * main thread, between phases). */
+static void (*volatile bench_abort_fn)(int sig);
+
 static void bench_watchdog_fire(int sig)
 {
     (void)sig;
-    /* Only async-signal-safe calls here: write and _exit. */
+    /* Only async-signal-safe calls here: write, the cleanup, _exit. */
     static const char msg[] = "connrep-bench: watchdog expired (--max-seconds), aborting\n";
     ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
     (void)w;
+    void (*fn)(int) = bench_abort_fn;
+    if (fn != NULL)
+        fn(SIGALRM);
     _exit(BENCH_EXIT_WATCHDOG);
+}
+
+static void bench_interrupted(int sig)
+{
+    static const char msg[] = "connrep-bench: interrupted, cleaning up\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    (void)w;
+    void (*fn)(int) = bench_abort_fn;
+    if (fn != NULL)
+        fn(sig);
+    _exit(128 + sig);
+}
+
+void bench_on_abort(void (*fn)(int sig))
+{
+    static bool installed;
+    bench_abort_fn = fn;
+    if (fn == NULL || installed)
+        return;
+    installed = true;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = bench_interrupted;
+    /* No second signal while the cleanup runs: it would start it again. */
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGHUP);
+    sigaddset(&sa.sa_mask, SIGALRM);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 void bench_watchdog_arm(double seconds)
@@ -202,7 +262,11 @@ void bench_watchdog_arm(double seconds)
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = bench_watchdog_fire;
+    /* Ctrl-C during the watchdog's cleanup must not start a second one. */
     sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGHUP);
     sigaction(SIGALRM, &sa, NULL);
     struct itimerval it;
     memset(&it, 0, sizeof(it));
@@ -253,6 +317,22 @@ double bench_clock_overhead_ns(void)
     return ns;
 }
 
+/* ---- Small statistics ------------------------------------------------------ */
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *v, size_t n)
+{
+    if (n == 0)
+        return NAN;
+    qsort(v, n, sizeof(*v), bench_cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2.0;
+}
+
 /* ---- Ids ----------------------------------------------------------------- */
 
 void bench_guid(uint64_t seed, uint64_t i, char out[BENCH_GUID_LEN])
@@ -274,6 +354,19 @@ void bench_guid(uint64_t seed, uint64_t i, char out[BENCH_GUID_LEN])
         out[o++] = hex[raw[k] >> 4];
         out[o++] = hex[raw[k] & 0x0fu];
     }
+}
+
+size_t bench_tenant_name(uint64_t t, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "tenant-%03" PRIu64 ".onmicrosoft.com", t);
+    if (n < 0)
+        return 0;
+    return (size_t)n < len ? (size_t)n : len - 1;
+}
+
+uint64_t bench_tenant_of(uint64_t seed, uint64_t i, uint64_t tenants)
+{
+    return bench_below(bench_mix64(seed ^ (i * 0x2545f4914f6cdd1du)), tenants);
 }
 
 /* ---- Memory -------------------------------------------------------------- */
@@ -505,6 +598,35 @@ void bench_json_num(bench_json *j, const char *key, double value, int decimals)
         fputs("null", j->f);
     else
         fprintf(j->f, "%.*f", decimals, value);
+}
+
+void bench_json_nums(bench_json *j, const char *key, const double *v, size_t n, int decimals)
+{
+    bench_json_key(j, key);
+    fputc('[', j->f);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            fputc(',', j->f);
+        if (!isfinite(v[i]))
+            fputs("null", j->f);
+        else
+            fprintf(j->f, "%.*f", decimals, v[i]);
+    }
+    fputc(']', j->f);
+}
+
+void bench_json_object_begin(bench_json *j, const char *key)
+{
+    bench_json_key(j, key);
+    fputc('{', j->f);
+    j->first = true;
+}
+
+void bench_json_object_end(bench_json *j)
+{
+    fputc('}', j->f);
+    /* The object just closed was a member of the enclosing one. */
+    j->first = false;
 }
 
 void bench_json_machine(bench_json *j, const bench_machine *m)

@@ -13,6 +13,7 @@
 #ifndef BENCH_H
 #define BENCH_H
 
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,12 +43,13 @@ enum bench_opt_kind {
     BENCH_OPT_FLAG,   /* bool, no argument */
     BENCH_OPT_U64,    /* uint64_t; accepts k, M, G suffixes (powers of 1000) */
     BENCH_OPT_DOUBLE, /* double */
+    BENCH_OPT_STR,    /* const char *, pointing into argv (or the default) */
 };
 
 typedef struct bench_opt {
     const char *name; /* without the leading "--" */
     enum bench_opt_kind kind;
-    void *value;      /* bool *, uint64_t * or double *, holding the default */
+    void *value;      /* bool *, uint64_t *, double * or const char **, holding the default */
     const char *arg;  /* placeholder shown in the help, e.g. "N" */
     const char *help; /* one line */
     double min;       /* accepted range, inclusive (ignored for flags) */
@@ -62,6 +64,11 @@ typedef struct bench_common {
     double seconds;     /* per timed phase */
     uint64_t seed;      /* fixed seed of every PRNG in the run */
     double max_seconds; /* watchdog for the whole run */
+    /* Help texts of --seconds and --max-seconds when a scenario means
+     * something else by them; NULL: the usual. A help text that contains
+     * "(default" is printed as is, without the default value. */
+    const char *seconds_help;
+    const char *max_seconds_help;
 } bench_common;
 
 /* Sets the defaults of the common options. */
@@ -88,6 +95,14 @@ void bench_watchdog_arm(double seconds);
 void bench_progress(const char *fmt, ...) BENCH_PRINTF(1, 2);
 void bench_progress_quiet(bool quiet);
 
+/* Registers the cleanup of a run that owns something outside the process
+ * (a daemon it started, a temp dir): the watchdog, and SIGINT, SIGTERM and
+ * SIGHUP (handlers installed by the first registration), call fn(signal)
+ * before the process exits, with 3 (watchdog) or 128 + signal. fn runs in a
+ * signal handler: async-signal-safe calls only. NULL unregisters. One
+ * cleanup at a time. */
+void bench_on_abort(void (*fn)(int sig));
+
 /* ---- Clocks -------------------------------------------------------------- */
 
 /* CLOCK_MONOTONIC in nanoseconds. The vDSO reads the TSC with an ordering
@@ -103,6 +118,17 @@ static inline uint64_t bench_now_ns(void)
 /* The median cost of two back-to-back bench_now_ns() calls, in ns,
  * measured now: what an individually timed operation should subtract. */
 double bench_clock_overhead_ns(void);
+
+/* ---- Small statistics ------------------------------------------------------ */
+
+/* a / b, or NaN (JSON null) when b is not positive. */
+static inline double bench_ratio(double a, double b)
+{
+    return b > 0 ? a / b : (double)NAN;
+}
+
+/* The median of v[0..n) (sorts v in place); NaN when n is 0. */
+double bench_median(double *v, size_t n);
 
 /* ---- PRNG ---------------------------------------------------------------- */
 
@@ -135,6 +161,15 @@ static inline uint64_t bench_below(uint64_t r, uint64_t n)
  * not NUL-terminated, a pure function of (seed, i). */
 #define BENCH_GUID_LEN 36u
 void bench_guid(uint64_t seed, uint64_t i, char out[BENCH_GUID_LEN]);
+
+/* Tenant number t's name: a handful of distinct, realistic-length names
+ * ("tenant-007.onmicrosoft.com"). Returns its length (at most
+ * len - 1; written NUL-terminated). */
+size_t bench_tenant_name(uint64_t t, char *buf, size_t len);
+
+/* Connector i's tenant among `tenants`: spread by a hash so it does not
+ * follow i, and a pure function of (seed, i). */
+uint64_t bench_tenant_of(uint64_t seed, uint64_t i, uint64_t tenants);
 
 /* ---- Memory -------------------------------------------------------------- */
 
@@ -180,6 +215,12 @@ void bench_json_bool(bench_json *j, const char *key, bool value);
 /* A number with `decimals` digits after the point; NaN and infinities
  * become null (JSON has no spelling for them). */
 void bench_json_num(bench_json *j, const char *key, double value, int decimals);
+/* An array of numbers, each as bench_json_num. */
+void bench_json_nums(bench_json *j, const char *key, const double *v, size_t n, int decimals);
+/* A nested object under `key`: members go into it until
+ * bench_json_object_end(). Nests to any depth. */
+void bench_json_object_begin(bench_json *j, const char *key);
+void bench_json_object_end(bench_json *j);
 /* The machine facts as cpu_model, cores, kernel, l3_bytes, clocksource,
  * thp, damon. */
 void bench_json_machine(bench_json *j, const bench_machine *m);

@@ -16,6 +16,9 @@
 
 static const bench_scenario *const bench_scenarios[] = {
     &bench_scenario_table,
+    &bench_scenario_ingest,
+    &bench_scenario_lookup,
+    &bench_scenario_feed,
 };
 
 #define BENCH_NSCENARIOS (sizeof(bench_scenarios) / sizeof(bench_scenarios[0]))

@@ -263,19 +263,6 @@ static void bench_shuffle_keys(crp_key *keys, uint64_t n, uint64_t seed)
     }
 }
 
-/* Tenant t's name: a handful of distinct, realistic-length names. */
-static size_t bench_tenant_name(uint64_t t, char *buf, size_t len)
-{
-    int n = snprintf(buf, len, "tenant-%03" PRIu64 ".onmicrosoft.com", t);
-    return n < 0 ? 0 : (size_t)n;
-}
-
-/* Connector i's tenant: spread by a hash so it does not follow i. */
-static uint64_t bench_tenant_of(uint64_t seed, uint64_t i, uint64_t tenants)
-{
-    return bench_below(bench_mix64(seed ^ (i * 0x2545f4914f6cdd1du)), tenants);
-}
-
 /* ---- Results ---------------------------------------------------------------- */
 
 typedef struct table_results {
@@ -724,11 +711,6 @@ static bool table_updates(const table_cfg *cfg, crp_table *t, table_events *te, 
 }
 
 /* ---- Output ------------------------------------------------------------------- */
-
-static double bench_ratio(double a, double b)
-{
-    return b > 0 ? a / b : NAN;
-}
 
 static void table_json_lat(bench_json *j, const char *prefix, const bench_lat *l)
 {
