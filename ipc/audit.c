@@ -395,7 +395,7 @@ json_t *crp_json_evidence(const crp_rule_eval *ev, size_t n)
 /* ------------------------------------------------------------------------ */
 /* Writing */
 
-static crp_err write_line_locked(crp_audit *a, const json_t *line)
+static crp_err write_line_locked(crp_audit *a, const json_t *line, bool sync)
 {
     char tbuf[CRP_RFC3339_LEN];
     json_t *copy = NULL;
@@ -447,22 +447,13 @@ static crp_err write_line_locked(crp_audit *a, const json_t *line)
         off += (size_t)w;
     }
     free(text);
-    if (err == CRP_OK && !a->no_sync && fdatasync(a->fd) != 0)
+    if (err == CRP_OK && sync && !a->no_sync && fdatasync(a->fd) != 0)
         err = CRP_IO;
     return err;
 }
 
-crp_err crp_audit_append(crp_audit *a, const json_t *line)
+static void count_result(crp_audit *a, crp_err err)
 {
-    crp_err err;
-
-    if (a == NULL || !a->enabled)
-        return CRP_OK;
-    if (!json_is_object(line))
-        return CRP_INVAL;
-    pthread_mutex_lock(&a->mu);
-    err = write_line_locked(a, line);
-    pthread_mutex_unlock(&a->mu);
     /* Relaxed: statistics and a health hint only. */
     if (err == CRP_OK) {
         atomic_fetch_add_explicit(&a->lines, 1, memory_order_relaxed);
@@ -471,6 +462,42 @@ crp_err crp_audit_append(crp_audit *a, const json_t *line)
         atomic_fetch_add_explicit(&a->errors, 1, memory_order_relaxed);
         if (err == CRP_IO)
             atomic_store_explicit(&a->healthy, false, memory_order_relaxed);
+    }
+}
+
+static crp_err append(crp_audit *a, const json_t *line, bool sync)
+{
+    crp_err err;
+
+    if (a == NULL || !a->enabled)
+        return CRP_OK;
+    if (!json_is_object(line))
+        return CRP_INVAL;
+    pthread_mutex_lock(&a->mu);
+    err = write_line_locked(a, line, sync);
+    pthread_mutex_unlock(&a->mu);
+    count_result(a, err);
+    return err;
+}
+
+crp_err crp_audit_append(crp_audit *a, const json_t *line)
+{
+    return append(a, line, true);
+}
+
+crp_err crp_audit_sync(crp_audit *a)
+{
+    crp_err err = CRP_OK;
+
+    if (a == NULL || !a->enabled || a->no_sync)
+        return CRP_OK;
+    pthread_mutex_lock(&a->mu);
+    if (fdatasync(a->fd) != 0)
+        err = CRP_IO;
+    pthread_mutex_unlock(&a->mu);
+    if (err != CRP_OK) {
+        atomic_fetch_add_explicit(&a->errors, 1, memory_order_relaxed);  /* statistics only */
+        atomic_store_explicit(&a->healthy, false, memory_order_relaxed); /* a hint only */
     }
     return err;
 }
@@ -543,7 +570,7 @@ crp_err crp_audit_transition_line(crp_audit *a, const crp_audit_transition *t)
         json_object_set_new(o, "evidence", crp_json_evidence(tr->evidence, tr->n_evidence));
     if (t->comment != NULL && *t->comment != '\0')
         json_object_set_new(o, "reason", str_or_null(t->comment));
-    err = crp_audit_append(a, o);
+    err = append(a, o, !t->defer_sync);
     json_decref(o);
     return err;
 }

@@ -191,6 +191,36 @@ Test(audit, transition_line_carries_evidence)
     json_decref(out);
 }
 
+/* Deferred lines are written at once (a search sees them) and counted;
+ * crp_audit_sync is their group commit. */
+Test(audit, deferred_transition_lines_and_group_sync)
+{
+    crp_transition tr = {.at_ms = fake_now,
+                         .kind = CRP_TR_UNBLOCKED,
+                         .from = CRP_STATE_RESTRICTED,
+                         .to = CRP_STATE_PROBATION};
+    crp_audit_query q = {.any_tenant = true, .action = "state.unblocked"};
+    crp_audit_stats st;
+    json_t *out;
+
+    open_audit(true);
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "c-%d", i);
+        crp_audit_transition t = {
+            .connector_id = id, .id_len = strlen(id), .tr = &tr, .defer_sync = true};
+        cr_assert(eq(int, crp_audit_transition_line(audit, &t), CRP_OK));
+    }
+    out = search(&q, NULL);
+    cr_assert(eq(sz, json_array_size(out), 5));
+    json_decref(out);
+    cr_assert(eq(int, crp_audit_sync(audit), CRP_OK));
+    crp_audit_stats_get(audit, &st);
+    cr_assert(eq(u64, st.lines, 5));
+    cr_assert(eq(u64, st.errors, 0));
+    cr_assert(crp_audit_healthy(audit));
+}
+
 Test(audit, newest_first_with_default_limit)
 {
     crp_audit_query q = {.any_tenant = true};

@@ -125,6 +125,11 @@ typedef struct crp_audit_request {
     const json_t *details; /* borrowed; e.g. the new alert policy */
 } crp_audit_request;
 
+/* Makes every line written so far durable (one fdatasync): the group
+ * commit of lines written with defer_sync. Returns CRP_OK or CRP_IO (the log
+ * is then unhealthy). Blocks on the disk; any thread. */
+crp_err crp_audit_sync(crp_audit *a);
+
 /* Writes a "request" line. Returns as crp_audit_append. */
 crp_err crp_audit_request_line(crp_audit *a, const crp_audit_request *r);
 
@@ -137,6 +142,7 @@ typedef struct crp_audit_transition {
     const crp_transition *tr; /* kind, from, to, reasons, at_ms, evidence */
     const char *actor;        /* "engine" when NULL */
     const char *comment;      /* the admin's reason text, or NULL */
+    bool defer_sync;          /* write now, make durable at crp_audit_sync() */
 } crp_audit_transition;
 
 /* Writes a "transition" line: verb "state.<kind>", from, to, reasons,
