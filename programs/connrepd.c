@@ -382,6 +382,24 @@ static void reload(running *run, const char *config_path)
 /* Main                                                                      */
 /* ------------------------------------------------------------------------ */
 
+/* The shared table asks for transparent huge pages, which the kernel grants
+ * to shared memory only when shmem_enabled allows it; 4 KiB pages add a
+ * page walk to most lookups (measured: p50 about 1.5 times slower). Say so
+ * once at start, since only the machine's operator can change it. */
+static void hint_shm_huge_pages(void)
+{
+    char buf[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "r");
+    if (f == NULL)
+        return;
+    if (fgets(buf, sizeof buf, f) != NULL && strstr(buf, "[never]") != NULL)
+        crp_log(CRP_LOG_INFO,
+                "the shared-memory table gets 4 KiB pages: "
+                "/sys/kernel/mm/transparent_hugepage/shmem_enabled is 'never'; "
+                "'advise' makes lookups faster");
+    fclose(f);
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
@@ -504,6 +522,8 @@ int main(int argc, char **argv)
     run.engine = engine;
     run.alerts = alerts;
     crp_alert_policy_from_config(&run.file_policy, cfg);
+    if (cfg->engine.shm_name[0] != '\0')
+        hint_shm_huge_pages();
 #if CONNREP_HAVE_LOOKUP
     if (cfg->lookup.bind[0] != '\0') {
         crp_err le =
