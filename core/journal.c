@@ -38,6 +38,7 @@
 #include <xxhash.h>
 
 #include "crp/journal.h"
+#include "io_priv.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -223,10 +224,7 @@ const crp_io_ops *crp_io_posix(void)
     return &posix_ops;
 }
 
-/* Writes all of buf at off. A short write is continued (the disk may have
- * filled up in the middle, and the next call then says so); returns 0 or
- * -1 with errno. */
-static int write_all(const crp_io_ops *io, int fd, const void *buf, size_t len, uint64_t off)
+int crp_io_write_all(const crp_io_ops *io, int fd, const void *buf, size_t len, uint64_t off)
 {
     const unsigned char *p = buf;
     while (len > 0) {
@@ -246,9 +244,7 @@ static int write_all(const crp_io_ops *io, int fd, const void *buf, size_t len, 
     return 0;
 }
 
-/* Makes a directory's entries durable. Returns NULL, or the name of the
- * call that failed (errno tells why), for the alarm's message. */
-static const char *fsync_dir(const crp_io_ops *io, const char *dir)
+const char *crp_io_fsync_dir(const crp_io_ops *io, const char *dir)
 {
     int fd = io->open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0)
@@ -668,9 +664,9 @@ static crp_err build_tmp(crp_journal *j, uint64_t base)
         goto out_free_carry;
     }
     seg_header(hdr, base);
-    if (write_all(j->io, fd, hdr, SEG_HDR, 0) != 0 ||
-        write_all(j->io, fd, carry, carry_len, SEG_HDR) != 0 ||
-        write_all(j->io, fd, j->buf, j->buf_len, SEG_HDR + carry_len) != 0) {
+    if (crp_io_write_all(j->io, fd, hdr, SEG_HDR, 0) != 0 ||
+        crp_io_write_all(j->io, fd, carry, carry_len, SEG_HDR) != 0 ||
+        crp_io_write_all(j->io, fd, j->buf, j->buf_len, SEG_HDR + carry_len) != 0) {
         err = fail(j, "write", errno, j->tmp_path);
         goto out_unlink_tmp;
     }
@@ -717,7 +713,7 @@ static crp_err rotate_to(crp_journal *j, uint64_t base)
         if (j->io->rename(j->path, j->prev_path) != 0)
             return fail(j, "rename", errno, j->path);
         j->half_rotated = true;
-        const char *op = fsync_dir(j->io, j->dir);
+        const char *op = crp_io_fsync_dir(j->io, j->dir);
         if (op != NULL)
             return fail(j, op, errno, j->dir);
     }
@@ -738,7 +734,7 @@ static crp_err rotate_to(crp_journal *j, uint64_t base)
     j->durable_off = j->tmp_size;
     j->buf_len = 0;
     j->hole_end = 0;
-    const char *op = fsync_dir(j->io, j->dir);
+    const char *op = crp_io_fsync_dir(j->io, j->dir);
     if (op != NULL)
         return fail(j, op, errno, j->dir);
 
@@ -801,7 +797,7 @@ static crp_err settle_files(crp_journal *j, uint64_t from_seq, bool *fresh, char
         /* A rotation's tmp file was complete and fsynced before journal was
          * renamed away, so finishing the rename is all that is left. (A
          * damaged one is renamed too, and open reports it, naming it.) */
-        if (j->io->rename(j->tmp_path, j->path) != 0 || fsync_dir(j->io, j->dir) != NULL) {
+        if (j->io->rename(j->tmp_path, j->path) != 0 || crp_io_fsync_dir(j->io, j->dir) != NULL) {
             set_msg(errbuf, errlen, "%s: completing an interrupted rotation: %s", j->tmp_path,
                     strerror(errno));
             j->st.io_errors++;
@@ -1025,7 +1021,7 @@ crp_err crp_journal_commit(crp_journal *j)
     if (j->buf_len == 0)
         return CRP_OK;
     assert(j->fd >= 0); /* no segment only after a failed creation */
-    if (write_all(j->io, j->fd, j->buf, j->buf_len, j->durable_off) != 0)
+    if (crp_io_write_all(j->io, j->fd, j->buf, j->buf_len, j->durable_off) != 0)
         return fail(j, "write", errno, j->path);
     /* Once this fails the data's fate is unknown and the kernel may have
      * marked the pages clean: never sync again and call it durable. */

@@ -14,6 +14,7 @@
 #include "crp/snapshot.h"
 
 #include "crp/clock.h"
+#include "io_priv.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -88,40 +89,6 @@ static char *join(const char *dir, const char *name)
     return p;
 }
 
-static int write_all(const crp_io_ops *io, int fd, const void *buf, size_t len, uint64_t off)
-{
-    const unsigned char *p = buf;
-    while (len > 0) {
-        ssize_t n = io->pwrite(fd, p, len, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (n == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
-
-/* Makes a directory's entries durable. Returns NULL, or the name of the
- * call that failed (errno tells why), for the alarm's message. */
-static const char *fsync_dir(const crp_io_ops *io, const char *dir)
-{
-    int fd = io->open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-    if (fd < 0)
-        return "open";
-    int rc = io->fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc == 0 ? NULL : "fsync";
-}
-
 static uint64_t sec_hash(const unsigned char *p, uint32_t len, uint32_t count)
 {
     return XXH3_64bits_withSeed(p, len, (uint64_t)count << 32 | len);
@@ -153,10 +120,10 @@ static int put_section(struct writer *w, unsigned char *hdr, const void *data, u
     XXH3_64bits_update(&w->body, data, len);
     if (hdr + SEC_HDR == (const unsigned char *)data) {
         /* The block buffer keeps its header in front: one write. */
-        if (write_all(w->io, w->fd, hdr, SEC_HDR + (size_t)len, w->off) != 0)
+        if (crp_io_write_all(w->io, w->fd, hdr, SEC_HDR + (size_t)len, w->off) != 0)
             return -1;
-    } else if (write_all(w->io, w->fd, hdr, SEC_HDR, w->off) != 0 ||
-               write_all(w->io, w->fd, data, len, w->off + SEC_HDR) != 0) {
+    } else if (crp_io_write_all(w->io, w->fd, hdr, SEC_HDR, w->off) != 0 ||
+               crp_io_write_all(w->io, w->fd, data, len, w->off + SEC_HDR) != 0) {
         return -1;
     }
     w->off += SEC_HDR + (uint64_t)len;
@@ -246,7 +213,7 @@ crp_err crp_snapshot_write(const crp_table *t, const char *dir, uint64_t covered
     put64(hdr + 40, created);
     put64(hdr + 48, XXH3_64bits_digest(&w.body));
     put64(hdr + 56, XXH3_64bits(hdr, 56));
-    if (write_all(w.io, w.fd, hdr, SNAP_HDR, 0) != 0)
+    if (crp_io_write_all(w.io, w.fd, hdr, SNAP_HDR, 0) != 0)
         goto out_unlink_tmp;
     op = "fsync";
     if (w.io->fsync(w.fd) != 0)
@@ -262,7 +229,7 @@ crp_err crp_snapshot_write(const crp_table *t, const char *dir, uint64_t covered
     if (w.io->rename(cur, prev) != 0 && errno != ENOENT)
         goto out_unlink_tmp;
     where = dir;
-    op = fsync_dir(w.io, dir);
+    op = crp_io_fsync_dir(w.io, dir);
     if (op != NULL)
         goto out_unlink_tmp;
     op = "rename";
@@ -270,7 +237,7 @@ crp_err crp_snapshot_write(const crp_table *t, const char *dir, uint64_t covered
     if (w.io->rename(tmp, cur) != 0)
         goto out_unlink_tmp;
     where = dir;
-    op = fsync_dir(w.io, dir);
+    op = crp_io_fsync_dir(w.io, dir);
     if (op != NULL)
         goto out_io; /* `snapshot` is the new file; only its name may not be durable */
 
