@@ -1075,6 +1075,35 @@ char *crp_admin_handle_for_fuzz(const crp_identity *ids, size_t n_ids,
 /* ------------------------------------------------------------------------ */
 /* Threads */
 
+/* Reads every frame of one message from sock without blocking, keeping
+ * the first max in parts (initialised; the caller closes *n of them) and
+ * discarding the rest. Returns false when a receive failed. *overflow says
+ * whether frames were discarded. */
+static bool recv_frames(void *sock, zmq_msg_t *parts, size_t max, size_t *n, bool *overflow)
+{
+    *n = 0;
+    *overflow = false;
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return false;
+        }
+        int more = zmq_msg_more(&m);
+        if (*n < max) {
+            zmq_msg_init(&parts[*n]);
+            zmq_msg_move(&parts[*n], &m);
+            (*n)++;
+        } else {
+            *overflow = true;
+        }
+        zmq_msg_close(&m);
+        if (!more)
+            return true;
+    }
+}
+
 static void *server_main(void *arg)
 {
     crp_admin_server *s = arg;
@@ -1094,27 +1123,7 @@ static void *server_main(void *arg)
             break;
         if (!(items[0].revents & ZMQ_POLLIN))
             continue;
-        for (;;) {
-            zmq_msg_t m;
-            int more;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, s->router, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&m);
-                failed = true;
-                break;
-            }
-            more = zmq_msg_more(&m);
-            if (n < CRP_ADMIN_ENVELOPE_MAX + 1) {
-                zmq_msg_init(&parts[n]);
-                zmq_msg_move(&parts[n], &m);
-                n++;
-            } else {
-                overflow = true;
-            }
-            zmq_msg_close(&m);
-            if (!more)
-                break;
-        }
+        failed = !recv_frames(s->router, parts, CRP_ADMIN_ENVELOPE_MAX + 1, &n, &overflow);
         if (!failed && !overflow && n >= 2) {
             zmq_msg_t *body = &parts[n - 1];
             /* The identity comes from our own ZAP reply, attached by libzmq
@@ -1232,7 +1241,7 @@ static void *zap_main(void *arg)
     for (;;) {
         zmq_pollitem_t items[2] = {{s->zap, 0, ZMQ_POLLIN, 0}, {s->ctl_zap, 0, ZMQ_POLLIN, 0}};
         size_t n = 0;
-        bool failed = false;
+        bool overflow, failed;
 
         if (zmq_poll(items, 2, -1) < 0) {
             if (errno == EINTR)
@@ -1243,25 +1252,9 @@ static void *zap_main(void *arg)
             break;
         if (!(items[0].revents & ZMQ_POLLIN))
             continue;
-        for (;;) {
-            zmq_msg_t m;
-            int more;
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, s->zap, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&m);
-                failed = true;
-                break;
-            }
-            more = zmq_msg_more(&m);
-            if (n < 10) {
-                zmq_msg_init(&f[n]);
-                zmq_msg_move(&f[n], &m);
-                n++;
-            }
-            zmq_msg_close(&m);
-            if (!more)
-                break;
-        }
+        /* Frames past the ten ZAP defines are ignored (zap_handle checks
+         * the count it needs). */
+        failed = !recv_frames(s->zap, f, 10, &n, &overflow);
         /* A REP socket must answer every request it read, even a malformed
          * one, or it stops reading. */
         if (!failed)
