@@ -13,6 +13,7 @@ add_library(crp_admin STATIC
   ${CMAKE_CURRENT_LIST_DIR}/admin.c
   ${CMAKE_CURRENT_LIST_DIR}/audit.c
   ${CMAKE_CURRENT_LIST_DIR}/alerts.c
+  ${CMAKE_CURRENT_LIST_DIR}/admin_client.c
 )
 target_include_directories(crp_admin PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include
                                      PRIVATE ${CMAKE_CURRENT_LIST_DIR})

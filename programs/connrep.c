@@ -23,7 +23,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <zmq.h>
 
 #include "crp/admin.h"
 #include "crp/config.h"
@@ -483,61 +482,13 @@ static void print_audit(const json_t *r)
 static int exchange(const char *endpoint, const char *server_key, const char *sec, const char *pub,
                     int timeout_ms, const char *body, char **reply)
 {
-    void *ctx = zmq_ctx_new(), *s;
-    int zero = 0, rc = EXIT_TRANSPORT;
-    zmq_msg_t m;
-
-    *reply = NULL;
-    if (ctx == NULL) {
-        fprintf(stderr, "%s: cannot create a ZeroMQ context: %s\n", prog, zmq_strerror(errno));
+    char why[512];
+    if (crp_admin_request(endpoint, server_key, sec, pub, timeout_ms, body, reply, why,
+                          sizeof why) != CRP_OK) {
+        fprintf(stderr, "%s: %s\n", prog, why);
         return EXIT_TRANSPORT;
     }
-    s = zmq_socket(ctx, ZMQ_DEALER);
-    /* LINGER 0 and both timeouts: a refused CURVE handshake never completes,
-     * and without them a send or the final close would wait forever. */
-    if (s == NULL || zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
-        zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout_ms, sizeof(timeout_ms)) != 0 ||
-        zmq_setsockopt(s, ZMQ_RCVTIMEO, &timeout_ms, sizeof(timeout_ms)) != 0 ||
-        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server_key, CRP_Z85_KEY_LEN) != 0 ||
-        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, pub, CRP_Z85_KEY_LEN) != 0 ||
-        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, sec, CRP_Z85_KEY_LEN) != 0) {
-        fprintf(stderr, "%s: cannot set up the CURVE client socket: %s\n", prog,
-                zmq_strerror(errno));
-        goto out;
-    }
-    if (zmq_connect(s, endpoint) != 0) {
-        fprintf(stderr, "%s: cannot connect to %s: %s\n", prog, endpoint, zmq_strerror(errno));
-        goto out;
-    }
-    if (zmq_send(s, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(s, body, strlen(body), 0) < 0)
-        goto timeout;
-    zmq_msg_init(&m);
-    for (;;) {
-        if (zmq_msg_recv(&m, s, 0) < 0) {
-            zmq_msg_close(&m);
-            goto timeout;
-        }
-        /* Skip the empty delimiter the server echoes back. */
-        if (!zmq_msg_more(&m))
-            break;
-    }
-    *reply = malloc(zmq_msg_size(&m) + 1);
-    if (*reply != NULL) {
-        memcpy(*reply, zmq_msg_data(&m), zmq_msg_size(&m));
-        (*reply)[zmq_msg_size(&m)] = '\0';
-        rc = EXIT_OK;
-    }
-    zmq_msg_close(&m);
-    goto out;
-timeout:
-    fprintf(stderr,
-            "%s: no answer from %s within %d ms (engine down, or this key is not authorised)\n",
-            prog, endpoint, timeout_ms);
-out:
-    if (s != NULL)
-        zmq_close(s);
-    zmq_ctx_term(ctx);
-    return rc;
+    return EXIT_OK;
 }
 
 /* ------------------------------------------------------------------------ */

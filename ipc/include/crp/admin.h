@@ -237,4 +237,16 @@ crp_err crp_admin_key_load_or_create(const char *path, char *secret, char *publi
 crp_err crp_admin_public_key_resolve(const char *arg, char *public_key, char *errbuf,
                                      size_t errlen);
 
+/* The client side, for the connrep CLI and ops tools: sends one request
+ * body over CURVE (server's public key, this client's secret and public
+ * key: 40-character Z85 each) and waits up to timeout_ms for the reply.
+ * Returns CRP_OK with *reply (malloc'd, NUL-terminated; the caller frees
+ * it), CRP_TIMEOUT (no answer: the engine is down or this key is not
+ * authorised, since a refused CURVE handshake just never completes),
+ * CRP_SYS (socket set-up or connect failed) or CRP_NOMEM; errbuf says why.
+ * Blocks up to about twice timeout_ms; any thread; own ZeroMQ context. */
+crp_err crp_admin_request(const char *endpoint, const char *server_key, const char *secret_key,
+                          const char *public_key, int timeout_ms, const char *body, char **reply,
+                          char *errbuf, size_t errlen);
+
 #endif
