@@ -137,6 +137,8 @@ static const key_def keys[] = {
      "a directory path"},
     {SEC_ENGINE, "shards", V_UINT, C_ANY, F_POW2, AT(engine.shards), 1, 64, 0, 0,
      "a power of two from 1 to 64"},
+    {SEC_ENGINE, "snapshot_every", V_DURATION, C_ANY, 0, AT(engine.snapshot_every_ms), 0, 0, 0, 0,
+     EXPECT_OFFDUR},
 
     {SEC_FEED, "bind", V_LIST, C_ENDPOINT, 0, AT(feed.bind), 0, 0, 0, 0, EXPECT_BINDS},
     {SEC_FEED, "connect", V_LIST, C_ENDPOINT, 0, AT(feed.connect), 0, 0, 0, 0, EXPECT_BINDS},
@@ -1055,6 +1057,7 @@ void crp_config_defaults(crp_config *cfg)
     cfg->engine.max_connectors = 1048576;
     strcpy(cfg->engine.shm_name, "/connrep");
     strcpy(cfg->engine.state_dir, "./var/lib/connrep");
+    cfg->engine.snapshot_every_ms = 5u * 60u * 1000u;
     cfg->engine.shards = 2;
 
     strcpy(cfg->feed.bind, "ipc://./var/run/connrep/feed");

@@ -394,6 +394,11 @@ static bool backend_fail(req *r, crp_err err, const char *what)
         return fail(r, "conflict", "%s: %s", what, crp_strerror(err));
     case CRP_INVAL:
         return fail(r, "bad_request", "%s: %s", what, crp_strerror(err));
+    case CRP_IO:
+        /* The journal failed: the change is in the table (lookups see it)
+         * but was not acknowledged as durable (docs/reliability.md). */
+        return fail(r, "unavailable", "%s: applied but not acknowledged as durable: %s", what,
+                    crp_strerror(err));
     case CRP_TIMEOUT:
     case CRP_BUSY:
     case CRP_FULL:

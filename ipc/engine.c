@@ -35,6 +35,7 @@
 #include <zmq.h>
 
 #include "crp/clock.h"
+#include "crp/snapshot.h"
 #include "engine_priv.h"
 
 /* How often a writer sweeps part of its shard for time-driven transitions,
@@ -70,6 +71,7 @@ typedef struct crp_writer {
     crp_event *evbuf; /* CRP_FEED_COUNT_MAX events: one batch, decoded */
     uint64_t sweep_first, sweep_end, sweep_cursor, sweep_chunk;
     uint64_t refused_unlogged, refused_logged_ms; /* log at most once a second */
+    uint64_t note_seq; /* notes sent so far (crp_note.wseq); this thread's */
     pthread_t thread;
     bool started;
     /* Written by this writer only, read by crp_engine_stats_json; on their
@@ -94,6 +96,9 @@ struct crp_engine {
     char notes_ep[CRP_INPROC_MAX];
     crp_feed *feed;
     crp_events *events;
+    bool persist;
+    bool durable_init;
+    crp_durable durable; /* acknowledgements of journaled changes */
     uint64_t start_mono_ns;
     /* The policy the writers run, for crp_engine_policy. */
     pthread_mutex_t policy_mu;
@@ -292,9 +297,10 @@ static void copy_cstr(char *dst, size_t cap, const char *src)
 
 /* Sends one transition to the events thread, with the connector's stored
  * id and tenant (the tenant it was first seen with, which is the one
- * admins scope by). */
-static void writer_note(crp_writer *w, const crp_transition *tr, const void *id, size_t id_len,
-                        const char *actor, const char *comment)
+ * admins scope by), and the entry as it is after the change (the
+ * journal's record). Returns the note's number (crp_note.wseq). */
+static uint64_t writer_note(crp_writer *w, const crp_transition *tr, const void *id, size_t id_len,
+                            const char *actor, const char *comment)
 {
     crp_note n;
     crp_record rec;
@@ -302,12 +308,20 @@ static void writer_note(crp_writer *w, const crp_transition *tr, const void *id,
     n.tr = *tr;
     n.since_ms = tr->at_ms;
     n.probation_ms = w->policy.probation_ms;
+    n.writer = w->shard;
+    n.wseq = ++w->note_seq;
+    n.state = tr->to;
+    n.reasons = tr->reasons;
     crp_key k = crp_table_key(w->table, id, id_len);
     if (crp_table_read(w->table, &k, &rec) == CRP_OK) {
         n.id_len = rec.id_len;
         memcpy(n.id, rec.id, rec.id_len);
         n.tenant_len = rec.tenant_len;
         memcpy(n.tenant, rec.tenant, rec.tenant_len);
+        n.state = rec.entry.state;
+        n.reasons = rec.entry.reasons;
+        n.until_midnight = rec.entry.until_midnight;
+        n.entry_since_ms = rec.entry.since_ms;
         /* A manual block of a restricted connector keeps the old since. */
         if (tr->kind == CRP_TR_BLOCKED && tr->from == CRP_STATE_RESTRICTED)
             n.since_ms = rec.entry.since_ms;
@@ -341,6 +355,7 @@ static void writer_note(crp_writer *w, const crp_transition *tr, const void *id,
             break;
         }
     }
+    return n.wseq;
 }
 
 static void writer_on_transition(void *ctx, const crp_event *ev, const crp_transition *tr,
@@ -468,13 +483,13 @@ static void writer_control(crp_writer *w)
         err = crp_score_block_sw(w->table, &w->policy, req.id, req.id_len, req.tenant,
                                  req.tenant_len, now, &rep.tr);
         if (err == CRP_OK && rep.tr.kind != CRP_TR_NONE)
-            writer_note(w, &rep.tr, req.id, req.id_len, req.actor, req.comment);
+            rep.note_seq = writer_note(w, &rep.tr, req.id, req.id_len, req.actor, req.comment);
         break;
     case CRP_CTL_REMOVE: {
         crp_key k = crp_table_key(w->table, req.id, req.id_len);
         err = crp_score_remove_sw(w->table, &w->policy, &k, now, &rep.tr);
         if (err == CRP_OK)
-            writer_note(w, &rep.tr, req.id, req.id_len, req.actor, req.comment);
+            rep.note_seq = writer_note(w, &rep.tr, req.id, req.id_len, req.actor, req.comment);
         break;
     }
     case CRP_CTL_POLICY:
@@ -615,6 +630,122 @@ out_sockets:
 /* Engine                                                                    */
 /* ------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------ */
+/* Persistence: start-up                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* Re-applies one journal record to the table, before the writers start
+ * (the caller is then every shard's only writer). The record holds the
+ * connector's state after the transition, so it is stored as is; a
+ * release or unblock also reset the counters, as it did when it happened. */
+static crp_err replay_state(void *ctx, const crp_journal_rec *r)
+{
+    crp_table *t = ctx;
+    if (r->type != CRP_JOURNAL_STATE)
+        return CRP_OK;
+    const crp_journal_state *s = &r->state;
+    crp_key k = crp_table_key(t, s->id, s->id_len);
+    crp_slot slot;
+    bool created;
+    crp_entry e;
+    crp_err err = crp_table_upsert_sw(t, &k, s->id, s->id_len, s->tenant, s->tenant_len, s->at_ms,
+                                      &slot, &created);
+    if (err != CRP_OK)
+        return err;
+    crp_table_load_sw(t, slot, &e);
+    if (s->kind == CRP_TR_UNBLOCKED || s->kind == CRP_TR_RELEASED)
+        memset(e.payload, 0, sizeof e.payload);
+    e.state = s->state;
+    e.reasons = s->reasons;
+    e.since_ms = s->since_ms;
+    e.until_midnight = s->until_midnight;
+    e.dirty = s->state != CRP_STATE_ACTIVE;
+    crp_table_store_sw(t, slot, &e);
+    return CRP_OK;
+}
+
+/* Loads the newest valid snapshot (falling back to the previous one when
+ * the newest is damaged or missing) and replays the journal after it into
+ * the table; the writers have not started. On success *jp is the open
+ * journal. A damaged journal, or a damaged snapshot without a usable
+ * fallback, fails with the module's message (file and offset) in errbuf. */
+static crp_err restore(crp_engine *e, const crp_engine_sinks *sinks, crp_journal **jp, char *errbuf,
+                       size_t errlen)
+{
+    char why[1024], why_cur[1024] = "";
+    const char *dir = e->boot.engine.state_dir;
+    uint64_t covered = 0, t0 = crp_clock_mono_ns();
+    crp_snapshot_info info;
+    memset(&info, 0, sizeof info);
+
+    crp_err err = crp_snapshot_load(e->table, dir, CRP_SNAPSHOT_CURRENT, &covered, NULL, NULL,
+                                    &info, why, sizeof why);
+    if (err == CRP_BADFILE || err == CRP_NOTFOUND) {
+        if (err == CRP_BADFILE) {
+            snprintf(why_cur, sizeof why_cur, "%s", why);
+            crp_log(CRP_LOG_ERROR, "%s; trying %s/%s", why, dir, CRP_SNAPSHOT_PREV);
+        }
+        err = crp_snapshot_load(e->table, dir, CRP_SNAPSHOT_PREVIOUS, &covered, NULL, NULL, &info,
+                                why, sizeof why);
+        if (err == CRP_NOTFOUND && why_cur[0] != '\0') {
+            snprintf(errbuf, errlen, "%s (and no %s to fall back to)", why_cur, CRP_SNAPSHOT_PREV);
+            return CRP_BADFILE;
+        }
+    }
+    if (err == CRP_NOTFOUND) {
+        covered = 0;
+        err = CRP_OK;
+    }
+    if (err != CRP_OK) {
+        snprintf(errbuf, errlen, "snapshot in %s: %s", dir, why);
+        return err;
+    }
+    crp_journal_opts jo = {
+        .from_seq = covered,
+        .replay = replay_state,
+        .ctx = e->table,
+        .io = sinks->io,
+    };
+    why[0] = '\0';
+    err = crp_journal_open(jp, dir, &jo, why, sizeof why);
+    if (err != CRP_OK) {
+        snprintf(errbuf, errlen, "journal in %s: %s", dir, why);
+        return err;
+    }
+    if (why[0] != '\0')
+        crp_log(CRP_LOG_WARN, "journal in %s: %s", dir, why);
+    crp_journal_stats js;
+    crp_journal_stats_get(*jp, &js);
+    crp_log(CRP_LOG_INFO,
+            "restored %llu connectors from snapshot, replayed %llu journal records in %llu ms",
+            (unsigned long long)info.records, (unsigned long long)js.replayed,
+            (unsigned long long)((crp_clock_mono_ns() - t0) / 1000000u));
+    return CRP_OK;
+}
+
+static crp_err durable_init(crp_durable *d, unsigned writers)
+{
+    d->writers = writers;
+    d->processed = calloc(writers, sizeof *d->processed);
+    d->durable = calloc(writers, sizeof *d->durable);
+    if (d->processed == NULL || d->durable == NULL) {
+        free(d->processed);
+        free(d->durable);
+        return CRP_NOMEM;
+    }
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    return CRP_OK;
+}
+
+static void durable_destroy(crp_durable *d)
+{
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
+    free(d->processed);
+    free(d->durable);
+}
+
 static int batch_hwm(uint64_t max_frame_bytes)
 {
     uint64_t n = max_frame_bytes > 0 ? BATCH_QUEUE_BYTES / max_frame_bytes : BATCH_HWM_MAX;
@@ -707,6 +838,24 @@ crp_err crp_engine_create_with(crp_engine **out, void *zctx, const crp_config *c
     };
     if (sinks != NULL)
         eopts.sinks = *sinks;
+    e->persist = sinks != NULL && sinks->persist;
+    if (e->persist) {
+        /* The table is restored before any writer runs, so the first
+         * lookup and the first scored event already see it. */
+        err = durable_init(&e->durable, e->shards);
+        if (err != CRP_OK)
+            goto out_destroy;
+        e->durable_init = true;
+        err = restore(e, sinks, &eopts.journal, errbuf, errlen);
+        if (err != CRP_OK)
+            goto out_destroy;
+        eopts.table = e->table;
+        eopts.state_dir = e->boot.engine.state_dir;
+        eopts.snapshot_every_ms = cfg->engine.snapshot_every_ms;
+        eopts.io = sinks->io;
+        eopts.durable = &e->durable;
+    }
+    /* crp_events_create owns the journal from here on, also when it fails. */
     err = crp_events_create(&e->events, &eopts, errbuf, errlen);
     if (err != CRP_OK)
         goto out_destroy;
@@ -806,6 +955,8 @@ void crp_engine_destroy(crp_engine **ep)
     for (unsigned s = 0; e->writers != NULL && s < e->shards; s++)
         writer_destroy(&e->writers[s]);
     crp_events_destroy(&e->events);
+    if (e->durable_init)
+        durable_destroy(&e->durable);
     free(e->writers);
     free(e->data_ep);
     free(e->ctl_ep);
@@ -887,6 +1038,13 @@ char *crp_engine_stats_json(const crp_engine *e)
     bad |= put_u64(o, "batches", batches);
     bad |= put_u64(o, "sweeps", sweeps);
     bad |= put_u64(o, "events_published", LOAD(c->events_published));
+    bad |= put_u64(o, "journal_failed", LOAD(c->journal_failed));
+    bad |= put_u64(o, "journal_errors", LOAD(c->journal_errors));
+    bad |= put_u64(o, "journal_records", LOAD(c->journal_records));
+    bad |= put_u64(o, "journal_commits", LOAD(c->journal_commits));
+    bad |= put_u64(o, "snapshots", LOAD(c->snapshots));
+    bad |= put_u64(o, "snapshot_errors", LOAD(c->snapshot_errors));
+    bad |= put_u64(o, "snapshot_last_ms", LOAD(c->snapshot_last_ms));
     bad |= put_u64(o, "config_reloads", LOAD(c->config_reloads));
     bad |= put_u64(o, "shards", e->shards);
     char inst[17];
@@ -959,12 +1117,16 @@ crp_err crp_engine_block(crp_engine *e, const char *id, size_t len, const char *
         memcpy(req->tenant, tenant, tenant_len);
     copy_cstr(req->actor, sizeof req->actor, actor != NULL ? actor : "engine");
     copy_cstr(req->comment, sizeof req->comment, comment);
-    err = crp_ctl_call(e->zctx, e->ctl_ep[shard_of_id(e, id, len)], req, rep);
+    unsigned shard = shard_of_id(e, id, len);
+    err = crp_ctl_call(e->zctx, e->ctl_ep[shard], req, rep);
     if (err == CRP_OK) {
         err = (crp_err)rep->err;
         if (out != NULL)
             *out = rep->tr;
     }
+    /* Acknowledged only once the journal commit covering it succeeded. */
+    if (err == CRP_OK && e->persist && rep->note_seq > 0)
+        err = crp_durable_wait(&e->durable, shard, rep->note_seq, CRP_CTL_TIMEOUT_MS);
 out:
     free(req);
     free(rep);
@@ -988,12 +1150,16 @@ crp_err crp_engine_remove(crp_engine *e, const char *id, size_t len, const char 
     }
     copy_cstr(req->actor, sizeof req->actor, actor != NULL ? actor : "engine");
     copy_cstr(req->comment, sizeof req->comment, comment);
-    err = crp_ctl_call(e->zctx, e->ctl_ep[shard_of_id(e, id, len)], req, rep);
+    unsigned shard = shard_of_id(e, id, len);
+    err = crp_ctl_call(e->zctx, e->ctl_ep[shard], req, rep);
     if (err == CRP_OK) {
         err = (crp_err)rep->err;
         if (out != NULL)
             *out = rep->tr;
     }
+    /* Acknowledged only once the journal commit covering it succeeded. */
+    if (err == CRP_OK && e->persist && rep->note_seq > 0)
+        err = crp_durable_wait(&e->durable, shard, rep->note_seq, CRP_CTL_TIMEOUT_MS);
 out:
     free(req);
     free(rep);

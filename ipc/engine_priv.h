@@ -33,6 +33,7 @@
 
 #include "crp/config.h"
 #include "crp/engine.h"
+#include "crp/journal.h"
 #include "crp/scoring.h"
 #include "crp/table.h"
 #include "crp/wire.h"
@@ -83,6 +84,13 @@ typedef struct crp_counters {
     /* Events thread. */
     _Alignas(64) _Atomic uint64_t events_published; /* statistics only */
     _Atomic uint64_t instance_id;                   /* statistics only (set once) */
+    _Atomic uint64_t journal_failed;                /* statistics only: 1 while failed */
+    _Atomic uint64_t journal_errors;                /* statistics only */
+    _Atomic uint64_t journal_records;               /* statistics only */
+    _Atomic uint64_t journal_commits;               /* statistics only */
+    _Atomic uint64_t snapshots;                     /* statistics only */
+    _Atomic uint64_t snapshot_errors;               /* statistics only */
+    _Atomic uint64_t snapshot_last_ms;              /* statistics only: duration */
     /* Lookup server thread(s). */
     _Alignas(64) _Atomic uint64_t lookups; /* statistics only */
     /* Control callers. */
@@ -95,6 +103,14 @@ typedef struct crp_counters {
  * they may contain NUL bytes. */
 typedef struct crp_note {
     crp_transition tr;
+    uint64_t wseq; /* the writer's note number, from 1 (crp_durable) */
+    unsigned writer;
+    /* The entry after the change, for the journal's STATE record (since_ms
+     * below is the event's "since", which differs for an ACTIVE entry). */
+    uint8_t state;
+    uint8_t reasons;
+    bool until_midnight;
+    uint64_t entry_since_ms;
     uint64_t since_ms;     /* the connector's since after the change */
     uint64_t probation_ms; /* the policy's probation when it happened */
     uint8_t id_len;
@@ -126,7 +142,8 @@ typedef struct crp_ctl_req {
 } crp_ctl_req;
 
 typedef struct crp_ctl_rep {
-    int32_t err; /* crp_err */
+    int32_t err;       /* crp_err */
+    uint64_t note_seq; /* the note the change was sent as; 0 = none */
     crp_transition tr;
     crp_engine_detail detail;
 } crp_ctl_rep;
@@ -164,6 +181,33 @@ crp_err crp_feed_start(crp_feed *f);
 void crp_feed_stop(crp_feed *f);
 void crp_feed_destroy(crp_feed **fp);
 
+/* ---- durability (events.c) ------------------------------------------------
+ *
+ * How a control call learns that the journal commit covering its change
+ * succeeded. Each writer numbers its notes (crp_note.wseq, from 1) and a
+ * control reply carries the number of the note it sent; the events thread
+ * raises processed[w] after each batch, and durable[w] after each
+ * successful commit (or a rotation that healed a failed journal, which
+ * carries every record appended before it). The caller waits on the
+ * condition variable until durable[w] reaches its number (acknowledged), or
+ * processed[w] does while the journal is failed (not durable: CRP_IO).
+ * A mutex rather than atomics: the waiter must not miss the wake-up between
+ * its check and its sleep, and it runs only for admin verbs. */
+typedef struct crp_durable {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned writers;
+    uint64_t *processed; /* per writer; guarded by mu */
+    uint64_t *durable;   /* per writer; guarded by mu */
+    bool failed;         /* the journal is failed; guarded by mu */
+    bool stopped;        /* the events thread has exited; guarded by mu */
+} crp_durable;
+
+/* Waits until the writer's note number seq is durable: CRP_OK, CRP_IO when
+ * the journal failed before it was, CRP_TIMEOUT after timeout_ms or when
+ * the events thread stopped first. */
+crp_err crp_durable_wait(crp_durable *d, unsigned writer, uint64_t seq, unsigned timeout_ms);
+
 /* ---- events thread (events.c) ------------------------------------------- */
 
 typedef struct crp_events crp_events;
@@ -175,6 +219,15 @@ typedef struct crp_events_opts {
     unsigned writers;           /* empty messages to wait for at stop */
     crp_engine_sinks sinks;     /* audit log and alerts; either may be NULL */
     crp_counters *counters;
+    /* Persistence; journal NULL = none. The events thread takes the open
+     * journal over (it appends, commits, snapshots and rotates, and closes
+     * it when it exits); the table is read for snapshots. */
+    crp_journal *journal;
+    const crp_table *table;
+    const char *state_dir;
+    uint64_t snapshot_every_ms; /* 0 = only at a clean stop */
+    const crp_io_ops *io;
+    crp_durable *durable;
 } crp_events_opts;
 
 crp_err crp_events_create(crp_events **out, const crp_events_opts *opts, char *errbuf,

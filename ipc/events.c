@@ -14,6 +14,17 @@
  * event's probation_until) and would_restrict (action alert_only: nothing
  * changed).
  *
+ * Persistence (crp_engine_sinks.persist): this thread owns the journal.
+ * For each batch of notes it appends a STATE record per state change and
+ * commits them with one fdatasync before anything below happens, then
+ * wakes the control calls waiting for their change to be durable
+ * (crp_durable). Between batches it writes the periodic snapshot and
+ * rotates the journal, and a final snapshot at a clean stop. A failed
+ * journal raises the alarm (log line, stats, alarm.journal event) and the
+ * state events go on being published: consumers act on the table's state,
+ * which lookups already answer, and only the admin's acknowledgement is
+ * withheld.
+ *
  * The admin face (crp_engine_sinks), in this order for each transition:
  *  1. the audit log gets the transition's line, before anything is
  *     published, so a consumer that saw an event finds its audit line;
@@ -39,6 +50,7 @@
 #include <zmq.h>
 
 #include "crp/clock.h"
+#include "crp/snapshot.h"
 #include "engine_priv.h"
 
 /* Published messages a slow subscriber may lag behind before PUB drops. */
@@ -61,6 +73,14 @@ struct crp_events {
     crp_counters *c;
     uint64_t instance;
     uint64_t seq;
+    crp_journal *journal; /* NULL: no persistence */
+    const crp_table *table;
+    const char *state_dir;
+    uint64_t snapshot_every_ms;
+    const crp_io_ops *io;
+    crp_durable *durable;
+    uint64_t *batch_last; /* per writer: its last note number in this batch */
+    bool alarmed;         /* the journal failure has been reported */
     pthread_t thread;
     bool started;
 };
@@ -320,6 +340,204 @@ static void handle_note(struct crp_events *ev, const crp_note *n)
         alert_note(ev, n, id, tenant);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Journal, snapshots and acknowledgements                                   */
+/* ------------------------------------------------------------------------ */
+
+crp_err crp_durable_wait(crp_durable *d, unsigned writer, uint64_t seq, unsigned timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000u;
+    until.tv_nsec += (long)(timeout_ms % 1000u) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    crp_err err = CRP_TIMEOUT;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        if (d->durable[writer] >= seq) {
+            err = CRP_OK;
+            break;
+        }
+        if (d->processed[writer] >= seq && d->failed) {
+            err = CRP_IO;
+            break;
+        }
+        if (d->stopped || pthread_cond_timedwait(&d->cv, &d->mu, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return err;
+}
+
+/* The transitions that change what a restart must restore. A would-restrict
+ * changes nothing, so it is not journaled. */
+static bool journaled(int kind)
+{
+    switch (kind) {
+    case CRP_TR_RESTRICTED:
+    case CRP_TR_BLOCKED:
+    case CRP_TR_UNBLOCKED:
+    case CRP_TR_RELEASED:
+    case CRP_TR_PROBATION_ENDED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The alarm of a failed journal, raised once per failure: a log line, the
+ * counters (journal_failed stays 1 until a rotation heals the journal) and
+ * an alarm.journal event (docs/protocol.md section 4). */
+static void journal_alarm(struct crp_events *ev)
+{
+    atomic_fetch_add_explicit(&ev->c->journal_errors, 1, memory_order_relaxed); /* statistics */
+    if (ev->alarmed)
+        return;
+    ev->alarmed = true;
+    atomic_store_explicit(&ev->c->journal_failed, 1, memory_order_relaxed); /* statistics */
+    const char *why = crp_journal_error(ev->journal);
+    crp_log(CRP_LOG_ERROR,
+            "ALARM journal failed: %s; state changes are applied but not acknowledged as "
+            "durable until a snapshot succeeds",
+            why);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:o}", "alarm", "journal", "error", why, "errno",
+                          crp_journal_errno(ev->journal), "at", time_json(crp_clock_ms()));
+    char *body = o != NULL ? json_dumps(o, BODY_FLAGS) : NULL;
+    json_decref(o);
+    if (body != NULL)
+        publish(ev, "alarm.journal", body, strlen(body));
+    free(body);
+}
+
+/* Appends a STATE record per state-changing note of the batch and commits
+ * them with one fdatasync. Returns true when they are durable. */
+static bool journal_batch(struct crp_events *ev, const crp_note *notes, size_t got)
+{
+    crp_err err = CRP_OK;
+    size_t appended = 0;
+    for (size_t i = 0; i < got && err == CRP_OK; i++) {
+        const crp_note *n = &notes[i];
+        if (!journaled(n->tr.kind))
+            continue;
+        size_t comment_len = strlen(n->comment), actor_len = strlen(n->actor);
+        crp_journal_rec rec = {
+            .type = CRP_JOURNAL_STATE,
+            .state =
+                {
+                    .id = n->id,
+                    .id_len = n->id_len,
+                    .tenant = n->tenant,
+                    .tenant_len = n->tenant_len,
+                    .state = n->state,
+                    .reasons = n->reasons,
+                    .kind = n->tr.kind,
+                    .until_midnight = n->until_midnight,
+                    .since_ms = n->entry_since_ms,
+                    .at_ms = n->tr.at_ms,
+                    .actor = n->actor,
+                    .actor_len =
+                        (uint8_t)(actor_len < CRP_JOURNAL_ACTOR_MAX ? actor_len
+                                                                    : CRP_JOURNAL_ACTOR_MAX),
+                    .comment = n->comment,
+                    .comment_len =
+                        (uint16_t)(comment_len < CRP_JOURNAL_COMMENT_MAX ? comment_len
+                                                                         : CRP_JOURNAL_COMMENT_MAX),
+                },
+        };
+        err = crp_journal_append(ev->journal, &rec, NULL);
+        if (err == CRP_OK)
+            appended++;
+    }
+    if (err == CRP_OK && appended > 0) {
+        err = crp_journal_commit(ev->journal);
+        if (err == CRP_OK) {
+            atomic_fetch_add_explicit(&ev->c->journal_records, appended,
+                                      memory_order_relaxed); /* statistics */
+            atomic_fetch_add_explicit(&ev->c->journal_commits, 1,
+                                      memory_order_relaxed); /* statistics */
+        }
+    }
+    if (err != CRP_OK) {
+        if (!crp_journal_failed(ev->journal))
+            crp_log(CRP_LOG_ERROR, "events: cannot journal a transition: %s", crp_strerror(err));
+        journal_alarm(ev);
+        return false;
+    }
+    return true;
+}
+
+/* Tells the control callers waiting on the batch's notes how it went. */
+static void durable_update(struct crp_events *ev, const crp_note *notes, size_t got, bool ok)
+{
+    crp_durable *d = ev->durable;
+    for (unsigned w = 0; w < d->writers; w++)
+        ev->batch_last[w] = 0;
+    for (size_t i = 0; i < got; i++) {
+        if (notes[i].writer < d->writers)
+            ev->batch_last[notes[i].writer] = notes[i].wseq;
+    }
+    pthread_mutex_lock(&d->mu);
+    for (unsigned w = 0; w < d->writers; w++) {
+        if (ev->batch_last[w] == 0)
+            continue;
+        d->processed[w] = ev->batch_last[w];
+        if (ok)
+            d->durable[w] = ev->batch_last[w];
+    }
+    /* A batch with nothing to journal succeeds even on a failed journal;
+     * the journal's own state is what waiters must see. */
+    d->failed = crp_journal_failed(ev->journal);
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Writes a snapshot covering every record appended so far (the writers
+ * applied each change to the table before sending its note), then trims
+ * the journal. A rotation that succeeds also heals a failed journal: it
+ * carries every record appended before it, so every note processed so far
+ * is durable from then on. */
+static void take_snapshot(struct crp_events *ev)
+{
+    char why[512];
+    crp_snapshot_info info;
+    uint64_t t0 = crp_clock_mono_ns();
+    uint64_t covered = crp_journal_last_seq(ev->journal);
+    crp_err err = crp_snapshot_write(ev->table, ev->state_dir, covered, NULL, 0, ev->io, &info, why,
+                                     sizeof why);
+    if (err != CRP_OK) {
+        atomic_fetch_add_explicit(&ev->c->snapshot_errors, 1,
+                                  memory_order_relaxed); /* statistics */
+        crp_log(CRP_LOG_ERROR, "snapshot failed: %s", why);
+        return;
+    }
+    err = crp_journal_rotate(ev->journal, covered);
+    uint64_t ms = (crp_clock_mono_ns() - t0) / 1000000u;
+    atomic_fetch_add_explicit(&ev->c->snapshots, 1, memory_order_relaxed);     /* statistics */
+    atomic_store_explicit(&ev->c->snapshot_last_ms, ms, memory_order_relaxed); /* statistics */
+    if (err != CRP_OK) {
+        journal_alarm(ev);
+        return;
+    }
+    crp_log(CRP_LOG_DEBUG, "snapshot of %llu connectors (sequence %llu) in %llu ms",
+            (unsigned long long)info.records, (unsigned long long)covered, (unsigned long long)ms);
+    crp_durable *d = ev->durable;
+    pthread_mutex_lock(&d->mu);
+    if (d->failed)
+        crp_log(CRP_LOG_INFO, "journal healed by the snapshot; state changes are durable again");
+    for (unsigned w = 0; w < d->writers; w++)
+        d->durable[w] = d->processed[w];
+    d->failed = false;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    if (ev->alarmed) {
+        ev->alarmed = false;
+        atomic_store_explicit(&ev->c->journal_failed, 0, memory_order_relaxed); /* statistics */
+    }
+}
+
 /* Notes taken per wake-up: their audit lines share one fdatasync (group
  * commit), which keeps a burst of restrictions from queueing behind one
  * disk flush each. */
@@ -330,13 +548,33 @@ static void *events_main(void *arg)
     struct crp_events *ev = arg;
     crp_note *notes = malloc(NOTES_PER_BATCH * sizeof *notes);
     uint64_t next_reap = crp_clock_mono_ns() / 1000000u + REAP_EVERY_MS;
+    bool snapshots = ev->journal != NULL && ev->snapshot_every_ms > 0;
+    uint64_t next_snapshot = crp_clock_mono_ns() / 1000000u + ev->snapshot_every_ms;
+
+    /* The open may have validated the journal but failed to write to it
+     * (crp_journal_open): serve, and raise the alarm at once. */
+    if (ev->journal != NULL && crp_journal_failed(ev->journal)) {
+        journal_alarm(ev);
+        pthread_mutex_lock(&ev->durable->mu);
+        ev->durable->failed = true;
+        pthread_mutex_unlock(&ev->durable->mu);
+    }
 
     while (notes != NULL && ev->done < ev->writers) {
         zmq_pollitem_t items[1] = {
             {.socket = ev->pull, .events = ZMQ_POLLIN},
         };
-        /* Without alerts there is nothing to do between notes. */
-        if (zmq_poll(items, 1, ev->alerts != NULL ? REAP_EVERY_MS : -1) < 0) {
+        /* Without alerts or snapshots there is nothing to do between notes. */
+        long timeout = -1;
+        if (ev->alerts != NULL)
+            timeout = REAP_EVERY_MS;
+        if (snapshots) {
+            uint64_t now = crp_clock_mono_ns() / 1000000u;
+            long until = next_snapshot > now ? (long)(next_snapshot - now) : 0;
+            if (timeout < 0 || until < timeout)
+                timeout = until;
+        }
+        if (zmq_poll(items, 1, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             crp_log(CRP_LOG_ERROR, "events: poll: %s", zmq_strerror(errno));
@@ -361,8 +599,12 @@ static void *events_main(void *arg)
             else
                 crp_log(CRP_LOG_ERROR, "events: dropped a malformed internal message");
         }
-        /* The audit lines of the batch are durable before any of its events
-         * is published or alerted on. */
+        /* The batch's state changes are journaled and committed, then its
+         * audit lines written and synced, before any of its events is
+         * published or alerted on, and before a control call waiting on one
+         * of its notes returns. */
+        if (ev->journal != NULL && got > 0)
+            durable_update(ev, notes, got, journal_batch(ev, notes, got));
         if (ev->audit != NULL && got > 0) {
             for (size_t i = 0; i < got; i++)
                 audit_note(ev, &notes[i]);
@@ -371,7 +613,24 @@ static void *events_main(void *arg)
         }
         for (size_t i = 0; i < got; i++)
             handle_note(ev, &notes[i]);
+        /* Between batches: the snapshot sees every change journaled so
+         * far, and the writers keep scoring while it is written. */
+        if (snapshots && crp_clock_mono_ns() / 1000000u >= next_snapshot) {
+            take_snapshot(ev);
+            next_snapshot = crp_clock_mono_ns() / 1000000u + ev->snapshot_every_ms;
+        }
     }
+    /* A clean stop: every writer has flushed, so a final snapshot holds
+     * everything and the next start replays nothing. */
+    if (ev->journal != NULL && notes != NULL && ev->done >= ev->writers)
+        take_snapshot(ev);
+    if (ev->durable != NULL) {
+        pthread_mutex_lock(&ev->durable->mu);
+        ev->durable->stopped = true;
+        pthread_cond_broadcast(&ev->durable->cv);
+        pthread_mutex_unlock(&ev->durable->mu);
+    }
+    crp_journal_close(&ev->journal);
     if (notes == NULL)
         crp_log(CRP_LOG_ERROR, "events: out of memory; no events will be published");
     free(notes);
@@ -402,6 +661,20 @@ crp_err crp_events_create(crp_events **out, const crp_events_opts *o, char *errb
     ev->audit = o->sinks.audit;
     ev->alerts = o->sinks.alerts;
     ev->c = o->counters;
+    ev->journal = o->journal;
+    ev->table = o->table;
+    ev->state_dir = o->state_dir;
+    ev->snapshot_every_ms = o->snapshot_every_ms;
+    ev->io = o->io;
+    ev->durable = o->durable;
+    if (ev->journal != NULL) {
+        ev->batch_last = calloc(o->durable->writers, sizeof *ev->batch_last);
+        if (ev->batch_last == NULL) {
+            crp_journal_close(&ev->journal);
+            free(ev);
+            return CRP_NOMEM;
+        }
+    }
     ev->instance = random_instance();
     atomic_store_explicit(&ev->c->instance_id, ev->instance,
                           memory_order_relaxed); /* statistics only */
@@ -458,6 +731,9 @@ void crp_events_destroy(crp_events **evp)
         zmq_close(ev->pull);
     if (ev->pub != NULL)
         zmq_close(ev->pub);
+    /* A journal is still here only when the thread never ran. */
+    crp_journal_close(&ev->journal);
+    free(ev->batch_last);
     free(ev);
     *evp = NULL;
 }

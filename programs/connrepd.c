@@ -514,7 +514,7 @@ int main(int argc, char **argv)
         crp_log(CRP_LOG_ERROR, "cannot set up the alerts: %s", err);
         goto out;
     }
-    crp_engine_sinks sinks = {.audit = audit, .alerts = alerts};
+    crp_engine_sinks sinks = {.audit = audit, .alerts = alerts, .persist = true};
     if (crp_engine_create_with(&engine, zctx, cfg, &sinks, err, sizeof err) != CRP_OK) {
         crp_log(CRP_LOG_ERROR, "cannot start the engine: %s", err);
         goto out;

@@ -86,6 +86,7 @@ typedef struct crp_config {
         char shm_name[CRP_CONFIG_SHM_NAME_MAX]; /* "" = none; else "/x", one '/'; "/connrep" */
         char state_dir[CRP_CONFIG_PATH_MAX];    /* non-empty; "./var/lib/connrep" */
         unsigned shards;                        /* writer threads, power of two 1..64; 2 */
+        uint64_t snapshot_every_ms;             /* 0 = off; 5 min */
     } engine;
     struct {
         char bind[CRP_CONFIG_LIST_MAX];    /* "ipc://./var/run/connrep/feed" */

@@ -37,6 +37,7 @@
 #include "crp/config.h"
 #include "crp/log.h"
 #include "crp/err.h"
+#include "crp/journal.h"
 #include "crp/scoring.h"
 #include "crp/table.h"
 
@@ -73,6 +74,15 @@ typedef struct crp_engine_sinks {
      * blocked already knows). The events thread also reaps finished
      * notify commands (crp_alerts_reap) several times a second. */
     crp_alerts *alerts;
+    /* Keep connector state in [engine] state_dir (docs/reliability.md):
+     * load the newest snapshot and replay the journal before the writers
+     * start, journal every state change before it is acknowledged or
+     * published, snapshot every [engine] snapshot_every and at a clean
+     * stop. Off for engines that are only exercised in memory. */
+    bool persist;
+    /* The journal's and snapshots' system calls; NULL = crp_io_posix().
+     * Tests inject disk failures here. */
+    const crp_io_ops *io;
 } crp_engine_sinks;
 
 /* crp_engine_create with an audit log and alerts. sinks may be NULL (then
@@ -116,7 +126,13 @@ void crp_engine_count_lookups(crp_engine *e, uint64_t n);
  * path, sees it. Any thread may call them (they are meant for one admin or
  * control thread; concurrent calls are serialized by the writer). They
  * block for microseconds normally; CRP_TIMEOUT when the engine is stopping
- * or does not answer within 10 s. Not concurrent with crp_engine_stop. */
+ * or does not answer within 10 s. Not concurrent with crp_engine_stop.
+ *
+ * With persistence (crp_engine_sinks.persist), crp_engine_block and
+ * crp_engine_remove return CRP_OK only once the journal commit covering the
+ * change succeeded (the events thread's group commit of its batch: a few
+ * milliseconds more), and CRP_IO when the journal failed: the change is
+ * then applied (lookups see it) but not acknowledged as durable. */
 
 /* Manual block (Block-Connector): the connector becomes RESTRICTED with
  * reason MANUAL, inserted with `tenant` when unknown. `actor` is the
