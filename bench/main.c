@@ -15,10 +15,8 @@
 #include "scenarios.h"
 
 static const bench_scenario *const bench_scenarios[] = {
-    &bench_scenario_table,
-    &bench_scenario_ingest,
-    &bench_scenario_lookup,
-    &bench_scenario_feed,
+    &bench_scenario_table, &bench_scenario_ingest, &bench_scenario_lookup, &bench_scenario_feed,
+    &bench_scenario_mixed, &bench_scenario_flood,  &bench_scenario_all,    &bench_scenario_plan,
 };
 
 #define BENCH_NSCENARIOS (sizeof(bench_scenarios) / sizeof(bench_scenarios[0]))

@@ -51,6 +51,7 @@
 #include "feedgen.h"
 #include "hist.h"
 #include "probe.h"
+#include "redis.h"
 #include "scenarios.h"
 #include "zbase.h"
 
@@ -61,6 +62,11 @@
 #define LOOKUP_ERRORS_MAX  100u
 #define LOOKUP_BLOCK       1024u
 #define LOOKUP_TIMEOUT_MS  2000
+/* Targets of issue 6 against Redis, reported next to the figures. */
+#define TARGET_INPROC_VS_REDIS_GET 50.0
+#define TARGET_BATCH_VS_REDIS_GET  10.0
+#define TARGET_BATCH_VS_REDIS_PIPE 1.0
+#define REDIS_PIPELINE             64u
 
 typedef struct lookup_cfg {
     bench_common c;
@@ -82,8 +88,12 @@ static const char lookup_description[] =
     "shm (connrep_open(\"shm:/...\"): per-lookup latency as a dependent chain,\n"
     "batched lookups/s) against a DRAM pointer-chasing probe. Everything takes\n"
     "turns in --rounds rounds; --seconds is the time of each of the 11\n"
-    "measurements, split over the rounds. Reports medians, percentiles and the\n"
-    "ratios of DESIGN.md section 7. The daemon is always stopped.";
+    "measurements (15 with Redis), split over the rounds. Reports medians,\n"
+    "percentiles and the ratios of DESIGN.md section 7. Baseline of what an\n"
+    "operator would run instead: Debian's redis-server, started on a unix socket\n"
+    "in the temp dir with persistence off, GET and INCR of the same keys over\n"
+    "hiredis, unpipelined and 64 deep (skipped, saying why, when redis-server\n"
+    "is not installed). The daemon and Redis are always stopped.";
 
 /* ---- Accumulators ------------------------------------------------------------ */
 
@@ -132,6 +142,18 @@ typedef struct spath {
     uint64_t table_bytes;
 } spath;
 
+/* The Redis baseline: GET and INCR of the same keys, unpipelined and
+ * REDIS_PIPELINE deep, against a redis-server the run started. */
+enum { RQ_GET, RQ_GET_PIPE, RQ_INCR, RQ_INCR_PIPE, RQ_N };
+
+typedef struct rpath {
+    bool on;
+    char skip[192]; /* why it did not run */
+    bench_redis r;
+    uint64_t cursor;
+    bench_redis_acc acc[RQ_N];
+} rpath;
+
 typedef struct lookup_ctx {
     const lookup_cfg *cfg;
     bench_feedgen g;
@@ -144,6 +166,7 @@ typedef struct lookup_ctx {
     double overhead_ns;
     zpath z[2];
     spath s;
+    rpath rd;
     bench_echo echo;
     /* fill and daemon facts */
     uint64_t bad, fill_events;
@@ -446,6 +469,7 @@ static bool ctx_build(lookup_ctx *x)
     bench_hist_init(&x->s.batch);
     bench_hist_init(&x->s.dram);
     bench_hist_init(&x->s.dram_block);
+    x->rd.cursor = n / 8;
     for (int k = 0; k < 2; k++) {
         bench_hist_init(&x->z[k].single);
         bench_hist_init(&x->z[k].base_single);
@@ -468,6 +492,7 @@ static void ctx_free(lookup_ctx *x)
     connrep_close(&x->s.client);
     bench_probe_free(&x->s.probe);
     bench_echo_stop(&x->echo);
+    bench_redis_stop(&x->rd.r);
     bench_feedgen_fini(&x->g);
     free(x->order);
     free(x->expect);
@@ -555,6 +580,53 @@ static bool warm_up(lookup_ctx *x)
     return true;
 }
 
+/* ---- Redis --------------------------------------------------------------------------- */
+
+static const char *const rq_cmd[RQ_N] = {"GET", "GET", "INCR", "INCR"};
+static const unsigned rq_depth[RQ_N] = {1, REDIS_PIPELINE, 1, REDIS_PIPELINE};
+
+/* Starts redis-server and SETs every connector to its expected state; when
+ * Redis is not installed, says so and leaves the baseline off. */
+static bool redis_setup(lookup_ctx *x)
+{
+    rpath *rp = &x->rd;
+    if (!bench_redis_available(rp->skip, sizeof(rp->skip))) {
+        fprintf(stderr, "connrep-bench lookup: skipping the Redis baseline: %s\n", rp->skip);
+        return true;
+    }
+    bench_progress("redis: starting %s on a unix socket, persistence off", bench_redis_binary());
+    if (!bench_redis_start(&rp->r))
+        return false;
+    for (int k = 0; k < RQ_N; k++)
+        bench_redis_acc_init(&rp->acc[k], rq_cmd[k], rq_depth[k]);
+    bench_progress("redis %s: SET %" PRIu64 " connectors", rp->r.version, x->cfg->connectors);
+    if (!bench_redis_fill(&rp->r, x->g.ids, x->cfg->connectors, x->expect))
+        return false;
+    rp->on = true;
+    return true;
+}
+
+static bool redis_round(lookup_ctx *x, double slice, bool reverse)
+{
+    rpath *rp = &x->rd;
+    if (!rp->on)
+        return true;
+    for (int q = 0; q < RQ_N; q++) {
+        int k = reverse ? RQ_N - 1 - q : q;
+        if (!bench_redis_round(&rp->r, &rp->acc[k], x->g.ids, x->order, x->cfg->connectors,
+                               &rp->cursor, slice))
+            return false;
+    }
+    return true;
+}
+
+/* Commands per second of one client in Redis's best round (redis.h says
+ * why): the depth over that round's median round trip. */
+static double redis_rate(const rpath *rp, int k)
+{
+    return rp->on ? rp->acc[k].best_per_s : NAN;
+}
+
 /* ---- Rounds ------------------------------------------------------------------------ */
 
 static double p50_us(const bench_hist *h)
@@ -585,6 +657,8 @@ static bool run_rounds(lookup_ctx *x)
         if (!base_first)
             bench_probe_run(&s->probe, slice, x->overhead_ns, &s->dram, &s->dram_block);
         if (!s_batch(x, s, slice))
+            return false;
+        if (!redis_round(x, slice, base_first))
             return false;
         bench_progress("round %" PRIu64 " of %" PRIu64 ": p50 ipc %.1f us (echo %.1f), tcp %.1f us "
                        "(echo %.1f), shm %.3f us (dram %.3f)",
@@ -696,6 +770,66 @@ static void json_spath(bench_json *j, const lookup_ctx *x, const spath *s)
     bench_json_object_end(j);
 }
 
+static double batch_rate(const bench_hist *calls, uint64_t batch);
+
+/* In-process lookups (the shm client's, one at a time and batched) and
+ * batched ZeroMQ lookups over ipc against Redis GET. */
+static void json_redis(bench_json *j, const lookup_ctx *x)
+{
+    const rpath *rp = &x->rd;
+    bench_json_object_begin(j, "redis");
+    bench_json_bool(j, "skipped", !rp->on);
+    if (!rp->on) {
+        bench_json_str(j, "reason", rp->skip);
+        bench_json_object_end(j);
+        return;
+    }
+    bench_json_str(j, "version", rp->r.version);
+    bench_json_str(j, "hiredis_version", bench_hiredis_version());
+    bench_json_str(j, "setup",
+                   "redis-server on a unix socket, --save '' --appendonly no; one hiredis "
+                   "client; keys are the 36-byte connector ids, values the state");
+    bench_json_str(j, "method",
+                   "X_per_s = depth / median round trip of Redis's best round (ratios use it: "
+                   "favours Redis); X_per_s_all_rounds over every round trip");
+    static const char *const names[RQ_N] = {"get", "get_pipe64", "incr", "incr_pipe64"};
+    char key[64];
+    for (int k = 0; k < RQ_N; k++) {
+        snprintf(key, sizeof(key), "%s_per_s", names[k]);
+        bench_json_num(j, key, redis_rate(rp, k), 0);
+        snprintf(key, sizeof(key), "%s_per_s_all_rounds", names[k]);
+        bench_json_num(j, key, rp->acc[k].median_per_s, 0);
+        snprintf(key, sizeof(key), "%s_call_p50_us", names[k]);
+        bench_json_num(j, key, bench_hist_quantile(&rp->acc[k].calls, 0.5) / 1e6, 2);
+        snprintf(key, sizeof(key), "%s_call_p99_us", names[k]);
+        bench_json_num(j, key, bench_hist_quantile(&rp->acc[k].calls, 0.99) / 1e6, 2);
+    }
+    bench_json_u64(j, "pipeline_depth", REDIS_PIPELINE);
+    double get = redis_rate(rp, RQ_GET), pipe = redis_rate(rp, RQ_GET_PIPE);
+    double inproc = 1e12 / bench_hist_quantile(&x->s.single, 0.5);
+    double inproc_b = batch_rate(&x->s.batch, x->cfg->batch);
+    double ipc_b = batch_rate(&x->z[0].batch, x->cfg->batch);
+    double r_in = bench_ratio(inproc, get), r_b = bench_ratio(ipc_b, get),
+           r_p = bench_ratio(ipc_b, pipe);
+    bench_json_num(j, "inproc_lookups_per_s", inproc, 0); /* 1 / p50 of one lookup */
+    bench_json_num(j, "inproc_batched_lookups_per_s", inproc_b, 0);
+    bench_json_num(j, "inproc_vs_get", r_in, 1);
+    bench_json_num(j, "inproc_batched_vs_get", bench_ratio(inproc_b, get), 1);
+    bench_json_num(j, "ipc_batched_vs_get", r_b, 1);
+    bench_json_num(j, "ipc_batched_vs_get_pipe64", r_p, 2);
+    bench_json_num(j, "tcp_batched_vs_get_pipe64",
+                   bench_ratio(batch_rate(&x->z[1].batch, x->cfg->batch), pipe), 2);
+    /* Two readings of "in-process lookups": one lookup's latency (the
+     * dependent chain: a DRAM miss each once the table outgrows the cache)
+     * and one thread's throughput of independent lookups (batched). */
+    bench_json_bool(j, "meets_target_inproc_vs_get", r_in >= TARGET_INPROC_VS_REDIS_GET);
+    bench_json_bool(j, "meets_target_inproc_batched_vs_get",
+                    bench_ratio(inproc_b, get) >= TARGET_INPROC_VS_REDIS_GET);
+    bench_json_bool(j, "meets_target_ipc_batched_vs_get", r_b >= TARGET_BATCH_VS_REDIS_GET);
+    bench_json_bool(j, "meets_target_ipc_batched_vs_get_pipe64", r_p > TARGET_BATCH_VS_REDIS_PIPE);
+    bench_json_object_end(j);
+}
+
 static void lookup_json(const lookup_ctx *x, const bench_daemon *d, const bench_machine *m,
                         int exit_status, double run_s)
 {
@@ -706,6 +840,7 @@ static void lookup_json(const lookup_ctx *x, const bench_daemon *d, const bench_
     json_zpath(&j, x, &x->z[0]);
     json_zpath(&j, x, &x->z[1]);
     json_spath(&j, x, &x->s);
+    json_redis(&j, x);
     bench_json_u64(&j, "connectors", cfg->connectors);
     bench_json_u64(&j, "capacity", d->capacity);
     bench_json_u64(&j, "shards", d->shards);
@@ -768,6 +903,22 @@ static void lookup_human(const lookup_ctx *x, const bench_daemon *d, const bench
            bench_hist_quantile(&s->single, 0.99) / 1e6,
            bench_hist_quantile(&s->single, 0.999) / 1e6, dram_us, "(dram)", "",
            bench_ratio(p50_us(&s->single), dram_us), batch_rate(&s->batch, cfg->batch) / 1e6);
+    const rpath *rp = &x->rd;
+    if (rp->on) {
+        double get = redis_rate(rp, RQ_GET), pipe = redis_rate(rp, RQ_GET_PIPE);
+        printf("redis %s (unix socket, one client): GET %.0f/s, GET x%u pipelined %.0f/s, INCR "
+               "%.0f/s, INCR x%u %.0f/s\n",
+               rp->r.version, get, REDIS_PIPELINE, pipe, redis_rate(rp, RQ_INCR), REDIS_PIPELINE,
+               redis_rate(rp, RQ_INCR_PIPE));
+        printf("  in-process lookup / GET %.0fx (target >= %.0fx); ipc batched / GET %.1fx "
+               "(target >= %.0fx), / GET x%u %.2fx (target > 1)\n",
+               bench_ratio(1e12 / bench_hist_quantile(&s->single, 0.5), get),
+               TARGET_INPROC_VS_REDIS_GET, bench_ratio(batch_rate(&x->z[0].batch, cfg->batch), get),
+               TARGET_BATCH_VS_REDIS_GET, REDIS_PIPELINE,
+               bench_ratio(batch_rate(&x->z[0].batch, cfg->batch), pipe));
+    } else {
+        printf("redis: skipped: %s\n", rp->skip);
+    }
     printf("targets: ipc/tcp p50 <= %.1fx echo; shm p50 <= %.1fx dram (%s pages), p99.9 < %.1f "
            "us\n",
            TARGET_RATIO_P50, TARGET_SHM_VS_DRAM, s->probe_huge ? "2M" : "4K", TARGET_SHM_P999_US);
@@ -835,6 +986,8 @@ static int lookup_run_all(lookup_cfg *cfg, const bench_machine *m, uint64_t run_
                 "%.0f s; measuring anyway\n",
                 x->publish_wait_s);
     if (!open_clients(x, d))
+        goto out;
+    if (!redis_setup(x))
         goto out;
     bench_progress("lookup: warming up (connections, and every id once through shm)");
     if (!warm_up(x))

@@ -40,6 +40,7 @@
 #include "crp/table.h"
 #include "hist.h"
 #include "probe.h"
+#include "redis.h"
 #include "scenarios.h"
 
 /* ---- Options -------------------------------------------------------------- */
@@ -301,6 +302,14 @@ typedef struct table_results {
     crp_err update_first_err;
     uint64_t update_transitions;
     crp_table_stats after_update;
+    /* Redis: GET, GET x64, INCR, INCR x64 (table_redis) */
+    bool redis_on;
+    char redis_skip[192];
+    char redis_version[32];
+    uint64_t redis_keys;
+    double redis_per_s[4];     /* the best round's */
+    double redis_all_per_s[4]; /* over every round trip */
+    double redis_p50_us[4];
 } table_results;
 
 /* ---- Setup ------------------------------------------------------------------- */
@@ -453,6 +462,84 @@ static void table_rounds(const table_cfg *cfg, crp_table *t, bench_rwmap *m, con
                            overhead_ns, a->base_miss);
     }
     a->dram->found = a->dram->ops;
+}
+
+/* ---- Redis ------------------------------------------------------------------- */
+
+#define TABLE_REDIS_KEYS_MAX 1000000u
+#define TABLE_REDIS_PIPELINE 64u
+
+/* What an operator would use instead of the table: Redis GET of the same
+ * connector ids (a lookup) and INCR (a counter update), one hiredis client,
+ * unpipelined and 64 deep, taking turns in --rounds rounds. At most
+ * TABLE_REDIS_KEYS_MAX keys, so a 1e7 run does not spend a minute and a
+ * gigabyte filling Redis. Skipped, saying why, without redis-server. */
+static bool table_redis(const table_cfg *cfg, table_results *r)
+{
+    static const char *const cmd[4] = {"GET", "GET", "INCR", "INCR"};
+    static const unsigned depth[4] = {1, TABLE_REDIS_PIPELINE, 1, TABLE_REDIS_PIPELINE};
+    if (!bench_redis_available(r->redis_skip, sizeof(r->redis_skip))) {
+        fprintf(stderr, "connrep-bench table: skipping the Redis baseline: %s\n", r->redis_skip);
+        return true;
+    }
+    uint64_t n = cfg->connectors < TABLE_REDIS_KEYS_MAX ? cfg->connectors : TABLE_REDIS_KEYS_MAX;
+    char *ids = malloc(n * BENCH_GUID_LEN);
+    uint32_t *order = malloc(n * sizeof(*order));
+    uint8_t *states = calloc(n, 1);
+    bench_redis_acc *acc = malloc(4 * sizeof(*acc));
+    bench_redis rd = {0};
+    bool ok = false;
+    if (ids == NULL || order == NULL || states == NULL || acc == NULL) {
+        fprintf(stderr, "connrep-bench table: out of memory for the Redis baseline\n");
+        goto out;
+    }
+    uint64_t rng = cfg->c.seed ^ 0x7265646973ull; /* "redis": its own stream */
+    for (uint64_t i = 0; i < n; i++) {
+        bench_guid(cfg->c.seed, i, ids + i * BENCH_GUID_LEN);
+        order[i] = (uint32_t)i;
+        states[i] = 1;
+    }
+    for (uint64_t i = n - 1; i > 0; i--) {
+        uint64_t j = bench_below(bench_rand(&rng), i + 1);
+        uint32_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    bench_progress("redis: starting %s on a unix socket, persistence off", bench_redis_binary());
+    if (!bench_redis_start(&rd))
+        goto out;
+    bench_progress("redis %s: SET %" PRIu64 " connectors", rd.version, n);
+    if (!bench_redis_fill(&rd, ids, n, states))
+        goto out;
+    uint64_t cursor = 0;
+    for (int k = 0; k < 4; k++)
+        bench_redis_acc_init(&acc[k], cmd[k], depth[k]);
+    double slice = cfg->c.seconds / (double)cfg->rounds;
+    for (uint64_t round = 0; round < cfg->rounds; round++) {
+        bench_progress("redis round %" PRIu64 " of %" PRIu64 ": GET, GET x%u, INCR, INCR x%u",
+                       round + 1, cfg->rounds, TABLE_REDIS_PIPELINE, TABLE_REDIS_PIPELINE);
+        for (int q = 0; q < 4; q++) {
+            int k = round % 2 ? 3 - q : q;
+            if (!bench_redis_round(&rd, &acc[k], ids, order, n, &cursor, slice))
+                goto out;
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        r->redis_p50_us[k] = bench_hist_quantile(&acc[k].calls, 0.5) / 1e6;
+        r->redis_per_s[k] = acc[k].best_per_s;
+        r->redis_all_per_s[k] = acc[k].median_per_s;
+    }
+    snprintf(r->redis_version, sizeof(r->redis_version), "%s", rd.version);
+    r->redis_keys = n;
+    r->redis_on = true;
+    ok = true;
+out:
+    bench_redis_stop(&rd);
+    free(acc);
+    free(states);
+    free(order);
+    free(ids);
+    return ok;
 }
 
 /* ---- Hashing ------------------------------------------------------------------ */
@@ -828,6 +915,40 @@ static void table_json(const table_cfg *cfg, const bench_machine *m, const table
     bench_json_u64(&j, "restricted_after", r->after_update.restricted);
     bench_json_num(&j, "key_hash_ns", r->key_hash_ns, 1);
 
+    /* Redis, with ratios above 1 meaning the table is faster. */
+    bench_json_object_begin(&j, "redis");
+    bench_json_bool(&j, "skipped", !r->redis_on);
+    if (r->redis_on) {
+        static const char *const names[4] = {"get", "get_pipe64", "incr", "incr_pipe64"};
+        char key[64];
+        bench_json_str(&j, "version", r->redis_version);
+        bench_json_str(&j, "hiredis_version", bench_hiredis_version());
+        bench_json_u64(&j, "keys", r->redis_keys);
+        bench_json_str(&j, "method",
+                       "one hiredis client on a unix socket; X_per_s = depth / median round trip "
+                       "of Redis's best round (ratios use it: favours Redis)");
+        for (int k = 0; k < 4; k++) {
+            snprintf(key, sizeof(key), "%s_per_s", names[k]);
+            bench_json_num(&j, key, r->redis_per_s[k], 0);
+            snprintf(key, sizeof(key), "%s_per_s_all_rounds", names[k]);
+            bench_json_num(&j, key, r->redis_all_per_s[k], 0);
+            snprintf(key, sizeof(key), "%s_call_p50_us", names[k]);
+            bench_json_num(&j, key, r->redis_p50_us[k], 2);
+        }
+        bench_json_num(&j, "lookups_vs_get", bench_ratio(r->rate.per_s, r->redis_per_s[0]), 1);
+        bench_json_num(&j, "lookup_latency_vs_get",
+                       bench_ratio(r->redis_p50_us[0] * 1e3, r->hit.single.p50), 1);
+        bench_json_num(&j, "lookups_vs_get_pipe64", bench_ratio(r->rate.per_s, r->redis_per_s[1]),
+                       1);
+        bench_json_num(&j, "updates_vs_incr", bench_ratio(r->update_rate.per_s, r->redis_per_s[2]),
+                       1);
+        bench_json_num(&j, "updates_vs_incr_pipe64",
+                       bench_ratio(r->update_rate.per_s, r->redis_per_s[3]), 1);
+    } else {
+        bench_json_str(&j, "reason", r->redis_skip);
+    }
+    bench_json_object_end(&j);
+
     /* Machine. */
     bench_json_machine(&j, m);
     bench_json_num(&j, "run_s", run_s, 1);
@@ -882,6 +1003,17 @@ static void table_human(const table_cfg *cfg, const bench_machine *m, const tabl
            " evictions\n",
            r->fill_failed, r->after_fill.evictions, r->update_errors,
            r->after_update.evictions - r->after_fill.evictions);
+    if (r->redis_on)
+        printf("redis %s (%" PRIu64 " keys, unix socket, one client): GET %.0f/s, GET x64 %.0f/s, "
+               "INCR %.0f/s, INCR x64 %.0f/s;\n  table lookups/s / GET %.0fx, / GET x64 %.1fx; "
+               "updates/s / INCR %.0fx, / INCR x64 %.1fx\n",
+               r->redis_version, r->redis_keys, r->redis_per_s[0], r->redis_per_s[1],
+               r->redis_per_s[2], r->redis_per_s[3], bench_ratio(r->rate.per_s, r->redis_per_s[0]),
+               bench_ratio(r->rate.per_s, r->redis_per_s[1]),
+               bench_ratio(r->update_rate.per_s, r->redis_per_s[2]),
+               bench_ratio(r->update_rate.per_s, r->redis_per_s[3]));
+    else
+        printf("redis: skipped: %s\n", r->redis_skip);
     printf("machine: %s, %u cores, kernel %s, L3 %" PRIu64 " MiB, clock %s, THP %s, DAMON %s\n",
            m->cpu_model, m->cores, m->kernel, m->l3_bytes >> 20, m->clocksource, m->thp, m->damon);
 }
@@ -1023,6 +1155,8 @@ static int table_run(int argc, char **argv)
         goto out_free;
     }
     if (!table_updates(&cfg, t, &te, r->overhead_ns, r))
+        goto out_free;
+    if (!table_redis(&cfg, r))
         goto out_free;
 
     double run_s = (double)(bench_now_ns() - run_start) / 1e9;

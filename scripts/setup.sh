@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config clang
   libzmq3-dev libxxhash-dev libjemalloc-dev libinih-dev libjansson-dev
   libcriterion-dev python3 python3-zmq
+  redis-server libhiredis-dev gnuplot-nox
 )
 
 missing=()
