@@ -94,48 +94,7 @@ struct crp_journal {
 /* Little-endian encoding and messages                                       */
 /* ------------------------------------------------------------------------ */
 
-static void put16(unsigned char *p, uint16_t v)
-{
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-}
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint16_t get16(const unsigned char *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Replaces errbuf's content. */
-__attribute__((format(printf, 3, 4))) static void set_msg(char *errbuf, size_t errlen,
-                                                          const char *fmt, ...)
+void crp_io_set_msg(char *errbuf, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -267,7 +226,7 @@ static crp_err read_all(int fd, const char *path, unsigned char **data, size_t *
     *data = NULL;
     *len = 0;
     if (fstat(fd, &sb) != 0) {
-        set_msg(errbuf, errlen, "%s: fstat: %s", path, strerror(errno));
+        crp_io_set_msg(errbuf, errlen, "%s: fstat: %s", path, strerror(errno));
         return CRP_IO;
     }
     p = malloc(sb.st_size > 0 ? (size_t)sb.st_size : 1);
@@ -278,8 +237,8 @@ static crp_err read_all(int fd, const char *path, unsigned char **data, size_t *
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            set_msg(errbuf, errlen, "%s: read at offset %zu: %s", path, got,
-                    n < 0 ? strerror(errno) : "unexpected end of file");
+            crp_io_set_msg(errbuf, errlen, "%s: read at offset %zu: %s", path, got,
+                           n < 0 ? strerror(errno) : "unexpected end of file");
             free(p);
             return CRP_IO;
         }
@@ -313,11 +272,11 @@ static uint64_t rec_checksum(const unsigned char *rec, uint32_t len)
 
 static void seg_header(unsigned char *h, uint64_t base)
 {
-    put64(h, SEG_MAGIC);
-    put32(h + 8, SEG_VERSION);
-    put32(h + 12, SEG_HDR);
-    put64(h + 16, base);
-    put64(h + 24, XXH3_64bits(h, 24));
+    le_put64(h, SEG_MAGIC);
+    le_put32(h + 8, SEG_VERSION);
+    le_put32(h + 12, SEG_HDR);
+    le_put64(h + 16, base);
+    le_put64(h + 24, XXH3_64bits(h, 24));
 }
 
 /* Checks the limits of a record to append and returns its payload size. */
@@ -347,14 +306,14 @@ static void rec_encode(unsigned char *p, const crp_journal_rec *r, uint64_t seq,
 {
     unsigned char *q = p + REC_HDR;
 
-    put32(p, REC_MAGIC);
-    put32(p + 4, plen);
-    put64(p + 16, seq);
+    le_put32(p, REC_MAGIC);
+    le_put32(p + 4, plen);
+    le_put64(p + 16, seq);
     p[24] = r->type;
     if (r->type == CRP_JOURNAL_STATE) {
         const crp_journal_state *s = &r->state;
-        put64(q, s->at_ms);
-        put64(q + 8, s->since_ms);
+        le_put64(q, s->at_ms);
+        le_put64(q + 8, s->since_ms);
         q[16] = s->state;
         q[17] = s->reasons;
         q[18] = s->kind;
@@ -362,7 +321,7 @@ static void rec_encode(unsigned char *p, const crp_journal_rec *r, uint64_t seq,
         q[20] = s->id_len;
         q[21] = s->tenant_len;
         q[22] = s->actor_len;
-        put16(q + 23, s->comment_len);
+        le_put16(q + 23, s->comment_len);
         q += STATE_FIXED;
         memcpy(q, s->id, s->id_len);
         q += s->id_len;
@@ -377,7 +336,7 @@ static void rec_encode(unsigned char *p, const crp_journal_rec *r, uint64_t seq,
     } else if (plen > 0) {
         memcpy(q, r->policy, plen);
     }
-    put64(p + 8, rec_checksum(p, plen));
+    le_put64(p + 8, rec_checksum(p, plen));
 }
 
 /* Whether a complete record with a correct checksum starts at off. On
@@ -389,11 +348,11 @@ static bool rec_intact(const unsigned char *d, size_t len, size_t off, uint32_t 
         *why = "short record header";
         return false;
     }
-    if (get32(d + off) != REC_MAGIC) {
+    if (le_get32(d + off) != REC_MAGIC) {
         *why = "bad record magic";
         return false;
     }
-    uint32_t n = get32(d + off + 4);
+    uint32_t n = le_get32(d + off + 4);
     if (n > PAYLOAD_MAX) {
         *why = "impossible record length";
         return false;
@@ -402,7 +361,7 @@ static bool rec_intact(const unsigned char *d, size_t len, size_t off, uint32_t 
         *why = "short record";
         return false;
     }
-    if (get64(d + off + 8) != rec_checksum(d + off, n)) {
+    if (le_get64(d + off + 8) != rec_checksum(d + off, n)) {
         *why = "checksum mismatch";
         return false;
     }
@@ -417,7 +376,7 @@ static bool rec_decode(const unsigned char *p, uint32_t plen, crp_journal_rec *r
     const unsigned char *q = p + REC_HDR;
 
     memset(r, 0, sizeof *r);
-    r->seq = get64(p + 16);
+    r->seq = le_get64(p + 16);
     r->type = p[24];
     if (r->type == CRP_JOURNAL_POLICY) {
         r->policy = q;
@@ -427,8 +386,8 @@ static bool rec_decode(const unsigned char *p, uint32_t plen, crp_journal_rec *r
     if (r->type != CRP_JOURNAL_STATE || plen < STATE_FIXED)
         return false;
     crp_journal_state *s = &r->state;
-    s->at_ms = get64(q);
-    s->since_ms = get64(q + 8);
+    s->at_ms = le_get64(q);
+    s->since_ms = le_get64(q + 8);
     s->state = q[16];
     s->reasons = q[17];
     s->kind = q[18];
@@ -438,7 +397,7 @@ static bool rec_decode(const unsigned char *p, uint32_t plen, crp_journal_rec *r
     s->id_len = q[20];
     s->tenant_len = q[21];
     s->actor_len = q[22];
-    s->comment_len = get16(q + 23);
+    s->comment_len = le_get16(q + 23);
     if (s->id_len == 0 || s->tenant_len > CRP_TENANT_MAX || s->actor_len > CRP_JOURNAL_ACTOR_MAX ||
         s->comment_len > CRP_JOURNAL_COMMENT_MAX || s->state < CRP_STATE_ACTIVE ||
         s->state > CRP_STATE_PROBATION)
@@ -479,9 +438,9 @@ static size_t find_intact(const unsigned char *d, size_t len, size_t from, uint6
     uint32_t plen;
 
     for (size_t off = from; off + REC_HDR <= len; off++) {
-        if (d[off] != (REC_MAGIC & 0xff) || get32(d + off) != REC_MAGIC)
+        if (d[off] != (REC_MAGIC & 0xff) || le_get32(d + off) != REC_MAGIC)
             continue;
-        if (rec_intact(d, len, off, &plen, &why) && get64(d + off + 16) >= min_seq)
+        if (rec_intact(d, len, off, &plen, &why) && le_get64(d + off + 16) >= min_seq)
             return off;
     }
     return NOT_FOUND;
@@ -495,21 +454,23 @@ static crp_err seg_scan(struct segment *s, char *errbuf, size_t errlen)
     const unsigned char *d = s->data;
 
     if (s->len < SEG_HDR) {
-        set_msg(errbuf, errlen, "%s: offset 0: file is %zu bytes, shorter than a segment header",
-                s->path, s->len);
+        crp_io_set_msg(errbuf, errlen,
+                       "%s: offset 0: file is %zu bytes, shorter than a segment header", s->path,
+                       s->len);
         return CRP_BADFILE;
     }
-    if (get64(d) != SEG_MAGIC || get64(d + 24) != XXH3_64bits(d, 24)) {
-        set_msg(errbuf, errlen,
-                "%s: offset 0: not a journal segment header (bad magic or checksum)", s->path);
+    if (le_get64(d) != SEG_MAGIC || le_get64(d + 24) != XXH3_64bits(d, 24)) {
+        crp_io_set_msg(errbuf, errlen,
+                       "%s: offset 0: not a journal segment header (bad magic or checksum)",
+                       s->path);
         return CRP_BADFILE;
     }
-    if (get32(d + 8) != SEG_VERSION || get32(d + 12) != SEG_HDR || get64(d + 16) == 0) {
-        set_msg(errbuf, errlen, "%s: offset 0: unsupported segment version %u", s->path,
-                (unsigned)get32(d + 8));
+    if (le_get32(d + 8) != SEG_VERSION || le_get32(d + 12) != SEG_HDR || le_get64(d + 16) == 0) {
+        crp_io_set_msg(errbuf, errlen, "%s: offset 0: unsupported segment version %u", s->path,
+                       (unsigned)le_get32(d + 8));
         return CRP_BADFILE;
     }
-    s->base = get64(d + 16);
+    s->base = le_get64(d + 16);
 
     size_t off = SEG_HDR;
     uint64_t expect = s->base;
@@ -522,26 +483,28 @@ static crp_err seg_scan(struct segment *s, char *errbuf, size_t errlen)
         if (!rec_intact(d, s->len, off, &plen, &why)) {
             size_t next = find_intact(d, s->len, off + 1, expect);
             if (next != NOT_FOUND) {
-                set_msg(errbuf, errlen,
-                        "%s: offset %zu: %s in the record after sequence %llu, but an intact "
-                        "record (sequence %llu) follows at offset %zu: the journal is corrupt "
-                        "in the middle; refusing to drop records",
-                        s->path, off, why, (unsigned long long)(expect - 1),
-                        (unsigned long long)get64(d + next + 16), next);
+                crp_io_set_msg(
+                    errbuf, errlen,
+                    "%s: offset %zu: %s in the record after sequence %llu, but an intact "
+                    "record (sequence %llu) follows at offset %zu: the journal is corrupt "
+                    "in the middle; refusing to drop records",
+                    s->path, off, why, (unsigned long long)(expect - 1),
+                    (unsigned long long)le_get64(d + next + 16), next);
                 return CRP_BADFILE;
             }
             s->torn_why = why;
             break;
         }
-        if (get64(d + off + 16) != expect) {
-            set_msg(errbuf, errlen, "%s: offset %zu: sequence %llu where %llu was expected",
-                    s->path, off, (unsigned long long)get64(d + off + 16),
-                    (unsigned long long)expect);
+        if (le_get64(d + off + 16) != expect) {
+            crp_io_set_msg(errbuf, errlen, "%s: offset %zu: sequence %llu where %llu was expected",
+                           s->path, off, (unsigned long long)le_get64(d + off + 16),
+                           (unsigned long long)expect);
             return CRP_BADFILE;
         }
         if (!rec_decode(d + off, plen, &r)) {
-            set_msg(errbuf, errlen, "%s: offset %zu: record %llu (type %u) has a malformed payload",
-                    s->path, off, (unsigned long long)expect, (unsigned)r.type);
+            crp_io_set_msg(errbuf, errlen,
+                           "%s: offset %zu: record %llu (type %u) has a malformed payload", s->path,
+                           off, (unsigned long long)expect, (unsigned)r.type);
             return CRP_BADFILE;
         }
         off += REC_HDR + (size_t)plen;
@@ -559,16 +522,17 @@ static crp_err seg_deliver(const struct segment *s, uint64_t *expect, const crp_
                            uint64_t *replayed, char *errbuf, size_t errlen)
 {
     if (s->base > *expect) {
-        set_msg(errbuf, errlen,
-                "%s: offset 0: the segment starts at sequence %llu, but records from %llu on are "
-                "needed: records %llu..%llu are missing",
-                s->path, (unsigned long long)s->base, (unsigned long long)*expect,
-                (unsigned long long)*expect, (unsigned long long)(s->base - 1));
+        crp_io_set_msg(
+            errbuf, errlen,
+            "%s: offset 0: the segment starts at sequence %llu, but records from %llu on are "
+            "needed: records %llu..%llu are missing",
+            s->path, (unsigned long long)s->base, (unsigned long long)*expect,
+            (unsigned long long)*expect, (unsigned long long)(s->base - 1));
         return CRP_BADFILE;
     }
     for (size_t off = SEG_HDR; off < s->end;) {
         crp_journal_rec r;
-        uint32_t plen = get32(s->data + off + 4);
+        uint32_t plen = le_get32(s->data + off + 4);
         bool ok = rec_decode(s->data + off, plen, &r);
         assert(ok); /* seg_scan decoded every record before the end */
         (void)ok;
@@ -576,8 +540,9 @@ static crp_err seg_deliver(const struct segment *s, uint64_t *expect, const crp_
             if (o != NULL && o->replay != NULL) {
                 crp_err err = o->replay(o->ctx, &r);
                 if (err != CRP_OK) {
-                    set_msg(errbuf, errlen, "%s: offset %zu: replaying record %llu failed: %s",
-                            s->path, off, (unsigned long long)r.seq, crp_strerror(err));
+                    crp_io_set_msg(errbuf, errlen,
+                                   "%s: offset %zu: replaying record %llu failed: %s", s->path, off,
+                                   (unsigned long long)r.seq, crp_strerror(err));
                     return err;
                 }
             }
@@ -624,7 +589,7 @@ static crp_err read_carry(crp_journal *j, uint64_t base, unsigned char **out, si
     while (seq < base && off < j->durable_off) {
         uint32_t plen;
         const char *w;
-        if (!rec_intact(d, j->durable_off, off, &plen, &w) || get64(d + off + 16) != seq)
+        if (!rec_intact(d, j->durable_off, off, &plen, &w) || le_get64(d + off + 16) != seq)
             goto out_mismatch;
         off += REC_HDR + (size_t)plen;
         seq++;
@@ -764,7 +729,8 @@ static bool tmp_header_ok(const char *path)
         return false;
     ssize_t n = pread(fd, h, SEG_HDR, 0);
     close(fd);
-    return n == (ssize_t)SEG_HDR && get64(h) == SEG_MAGIC && get64(h + 24) == XXH3_64bits(h, 24);
+    return n == (ssize_t)SEG_HDR && le_get64(h) == SEG_MAGIC &&
+           le_get64(h + 24) == XXH3_64bits(h, 24);
 }
 
 /* Brings the directory to "journal exists" or "fresh": completes or removes
@@ -778,7 +744,7 @@ static crp_err settle_files(crp_journal *j, uint64_t from_seq, bool *fresh, char
         /* A rotation that did not reach its first rename: the tmp file is
          * not needed (journal still holds everything). */
         if (unlink(j->tmp_path) != 0 && errno != ENOENT) {
-            set_msg(errbuf, errlen, "%s: unlink: %s", j->tmp_path, strerror(errno));
+            crp_io_set_msg(errbuf, errlen, "%s: unlink: %s", j->tmp_path, strerror(errno));
             return CRP_IO;
         }
         return CRP_OK;
@@ -788,7 +754,7 @@ static crp_err settle_files(crp_journal *j, uint64_t from_seq, bool *fresh, char
         /* The very first creation crashed before its fsync: there was never
          * a journal, so this is still a first start. */
         if (unlink(j->tmp_path) != 0) {
-            set_msg(errbuf, errlen, "%s: unlink: %s", j->tmp_path, strerror(errno));
+            crp_io_set_msg(errbuf, errlen, "%s: unlink: %s", j->tmp_path, strerror(errno));
             return CRP_IO;
         }
         add_msg(errbuf, errlen, "%s: removed an incomplete first segment", j->tmp_path);
@@ -798,8 +764,8 @@ static crp_err settle_files(crp_journal *j, uint64_t from_seq, bool *fresh, char
          * renamed away, so finishing the rename is all that is left. (A
          * damaged one is renamed too, and open reports it, naming it.) */
         if (j->io->rename(j->tmp_path, j->path) != 0 || crp_io_fsync_dir(j->io, j->dir) != NULL) {
-            set_msg(errbuf, errlen, "%s: completing an interrupted rotation: %s", j->tmp_path,
-                    strerror(errno));
+            crp_io_set_msg(errbuf, errlen, "%s: completing an interrupted rotation: %s",
+                           j->tmp_path, strerror(errno));
             j->st.io_errors++;
             return CRP_IO;
         }
@@ -807,11 +773,11 @@ static crp_err settle_files(crp_journal *j, uint64_t from_seq, bool *fresh, char
         return CRP_OK;
     }
     if (from_seq != 0 || exists(j->prev_path)) {
-        set_msg(errbuf, errlen,
-                "%s: missing, but %s: records after sequence %llu may be lost; refusing to "
-                "start",
-                j->path, from_seq != 0 ? "a snapshot was loaded" : "journal.prev exists",
-                (unsigned long long)from_seq);
+        crp_io_set_msg(errbuf, errlen,
+                       "%s: missing, but %s: records after sequence %llu may be lost; refusing to "
+                       "start",
+                       j->path, from_seq != 0 ? "a snapshot was loaded" : "journal.prev exists",
+                       (unsigned long long)from_seq);
         return CRP_BADFILE;
     }
     *fresh = true;
@@ -872,7 +838,7 @@ crp_err crp_journal_open(crp_journal **out, const char *dir, const crp_journal_o
 
     j->fd = j->io->open(j->path, O_RDWR | O_CLOEXEC, 0);
     if (j->fd < 0) {
-        set_msg(errbuf, errlen, "%s: open: %s", j->path, strerror(errno));
+        crp_io_set_msg(errbuf, errlen, "%s: open: %s", j->path, strerror(errno));
         j->st.io_errors++;
         err = CRP_IO;
         goto out_free_journal;
@@ -884,12 +850,12 @@ crp_err crp_journal_open(crp_journal **out, const char *dir, const crp_journal_o
     if (cur.base > expect) {
         int pfd = open(j->prev_path, O_RDONLY | O_CLOEXEC);
         if (pfd < 0) {
-            set_msg(errbuf, errlen,
-                    "%s: offset 0: starts at sequence %llu, but records from %llu on are "
-                    "needed and %s cannot be opened (%s): records %llu..%llu are missing",
-                    j->path, (unsigned long long)cur.base, (unsigned long long)expect, j->prev_path,
-                    strerror(errno), (unsigned long long)expect,
-                    (unsigned long long)(cur.base - 1));
+            crp_io_set_msg(errbuf, errlen,
+                           "%s: offset 0: starts at sequence %llu, but records from %llu on are "
+                           "needed and %s cannot be opened (%s): records %llu..%llu are missing",
+                           j->path, (unsigned long long)cur.base, (unsigned long long)expect,
+                           j->prev_path, strerror(errno), (unsigned long long)expect,
+                           (unsigned long long)(cur.base - 1));
             err = CRP_BADFILE;
             goto out_free_segments;
         }
@@ -1072,7 +1038,7 @@ void crp_journal_stats_get(const crp_journal *j, crp_journal_stats *out)
 {
     uint64_t pending = 0;
     for (size_t off = 0; off < j->buf_len; pending++)
-        off += REC_HDR + get32(j->buf + off + 4);
+        off += REC_HDR + le_get32(j->buf + off + 4);
     *out = j->st;
     out->last_seq = j->next_seq - 1;
     out->durable_seq = j->durable_seq;

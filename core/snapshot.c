@@ -40,46 +40,6 @@
 /* Helpers                                                                   */
 /* ------------------------------------------------------------------------ */
 
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-__attribute__((format(printf, 3, 4))) static void set_msg(char *errbuf, size_t errlen,
-                                                          const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static char *join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + 1 + strlen(name) + 1;
@@ -113,9 +73,9 @@ struct writer {
 static int put_section(struct writer *w, unsigned char *hdr, const void *data, uint32_t len,
                        uint32_t count)
 {
-    put32(hdr, len);
-    put32(hdr + 4, count);
-    put64(hdr + 8, sec_hash(data, len, count));
+    le_put32(hdr, len);
+    le_put32(hdr + 4, count);
+    le_put64(hdr + 8, sec_hash(data, len, count));
     XXH3_64bits_update(&w->body, hdr, SEC_HDR);
     XXH3_64bits_update(&w->body, data, len);
     if (hdr + SEC_HDR == (const unsigned char *)data) {
@@ -148,8 +108,8 @@ static uint32_t encode_record(unsigned char *p, const crp_record *r)
     p[2] = (unsigned char)((e->dirty ? FLAG_DIRTY : 0) | (e->until_midnight ? FLAG_TODAY : 0));
     p[3] = r->id_len;
     p[4] = r->tenant_len;
-    put64(p + 5, e->since_ms);
-    put64(p + 13, e->last_ms);
+    le_put64(p + 5, e->since_ms);
+    le_put64(p + 13, e->last_ms);
     memcpy(p + 21, e->payload, CRP_PAYLOAD_SIZE);
     memcpy(p + REC_FIXED, r->id, r->id_len);
     memcpy(p + REC_FIXED + r->id_len, r->tenant, r->tenant_len);
@@ -204,15 +164,15 @@ crp_err crp_snapshot_write(const crp_table *t, const char *dir, uint64_t covered
     if (flush_block(&w) != 0)
         goto out_unlink_tmp;
 
-    put64(hdr, SNAP_MAGIC);
-    put32(hdr + 8, SNAP_VERSION);
-    put32(hdr + 12, SNAP_HDR);
-    put64(hdr + 16, covered_seq);
-    put64(hdr + 24, records);
-    put64(hdr + 32, w.off - SNAP_HDR);
-    put64(hdr + 40, created);
-    put64(hdr + 48, XXH3_64bits_digest(&w.body));
-    put64(hdr + 56, XXH3_64bits(hdr, 56));
+    le_put64(hdr, SNAP_MAGIC);
+    le_put32(hdr + 8, SNAP_VERSION);
+    le_put32(hdr + 12, SNAP_HDR);
+    le_put64(hdr + 16, covered_seq);
+    le_put64(hdr + 24, records);
+    le_put64(hdr + 32, w.off - SNAP_HDR);
+    le_put64(hdr + 40, created);
+    le_put64(hdr + 48, XXH3_64bits_digest(&w.body));
+    le_put64(hdr + 56, XXH3_64bits(hdr, 56));
     if (crp_io_write_all(w.io, w.fd, hdr, SNAP_HDR, 0) != 0)
         goto out_unlink_tmp;
     op = "fsync";
@@ -258,8 +218,8 @@ out_unlink_tmp:
     unlink(tmp);
     errno = saved;
 out_io:
-    set_msg(errbuf, errlen, "%s: %s failed while writing a snapshot: %s", where, op,
-            strerror(errno));
+    crp_io_set_msg(errbuf, errlen, "%s: %s failed while writing a snapshot: %s", where, op,
+                   strerror(errno));
 out_free:
     free(w.blk);
     free(tmp);
@@ -288,8 +248,9 @@ static crp_err read_at(struct reader *rd, void *buf, size_t len, uint64_t off)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            set_msg(rd->errbuf, rd->errlen, "%s: read at offset %llu: %s", rd->path,
-                    (unsigned long long)off, n < 0 ? strerror(errno) : "unexpected end of file");
+            crp_io_set_msg(rd->errbuf, rd->errlen, "%s: read at offset %llu: %s", rd->path,
+                           (unsigned long long)off,
+                           n < 0 ? strerror(errno) : "unexpected end of file");
             return CRP_IO;
         }
         p += n;
@@ -308,29 +269,31 @@ static crp_err read_section(struct reader *rd, uint64_t off, unsigned char *buf,
     crp_err err;
 
     if (rd->size - off < SEC_HDR) {
-        set_msg(rd->errbuf, rd->errlen, "%s: offset %llu: truncated section header", rd->path,
-                (unsigned long long)off);
+        crp_io_set_msg(rd->errbuf, rd->errlen, "%s: offset %llu: truncated section header",
+                       rd->path, (unsigned long long)off);
         return CRP_BADFILE;
     }
     err = read_at(rd, h, SEC_HDR, off);
     if (err != CRP_OK)
         return err;
-    *len = get32(h);
-    *count = get32(h + 4);
+    *len = le_get32(h);
+    *count = le_get32(h + 4);
     if (*len > max || rd->size - off - SEC_HDR < *len) {
-        set_msg(rd->errbuf, rd->errlen,
-                "%s: offset %llu: section length %u is impossible here (limit %u, %llu bytes "
-                "left)",
-                rd->path, (unsigned long long)off, (unsigned)*len, (unsigned)max,
-                (unsigned long long)(rd->size - off - SEC_HDR));
+        crp_io_set_msg(
+            rd->errbuf, rd->errlen,
+            "%s: offset %llu: section length %u is impossible here (limit %u, %llu bytes "
+            "left)",
+            rd->path, (unsigned long long)off, (unsigned)*len, (unsigned)max,
+            (unsigned long long)(rd->size - off - SEC_HDR));
         return CRP_BADFILE;
     }
     err = read_at(rd, buf, *len, off + SEC_HDR);
     if (err != CRP_OK)
         return err;
-    if (get64(h + 8) != sec_hash(buf, *len, *count)) {
-        set_msg(rd->errbuf, rd->errlen, "%s: offset %llu: section of %u bytes fails its checksum",
-                rd->path, (unsigned long long)off, (unsigned)*len);
+    if (le_get64(h + 8) != sec_hash(buf, *len, *count)) {
+        crp_io_set_msg(rd->errbuf, rd->errlen,
+                       "%s: offset %llu: section of %u bytes fails its checksum", rd->path,
+                       (unsigned long long)off, (unsigned)*len);
         return CRP_BADFILE;
     }
     if (body != NULL) {
@@ -361,8 +324,8 @@ static uint32_t decode_record(const unsigned char *p, uint32_t limit, struct sre
     s->e.until_midnight = (p[2] & FLAG_TODAY) != 0;
     s->id_len = p[3];
     s->tenant_len = p[4];
-    s->e.since_ms = get64(p + 5);
-    s->e.last_ms = get64(p + 13);
+    s->e.since_ms = le_get64(p + 5);
+    s->e.last_ms = le_get64(p + 13);
     memcpy(s->e.payload, p + 21, CRP_PAYLOAD_SIZE);
     if (s->e.state < CRP_STATE_ACTIVE || s->e.state > CRP_STATE_PROBATION ||
         (p[2] & ~(FLAG_DIRTY | FLAG_TODAY)) != 0 || s->id_len == 0 ||
@@ -417,29 +380,30 @@ static crp_err walk_blocks(struct reader *rd, uint64_t off, unsigned char *blk, 
             struct srec s;
             uint32_t n = decode_record(blk + pos, len - pos, &s);
             if (n == 0) {
-                set_msg(rd->errbuf, rd->errlen,
-                        "%s: offset %llu: malformed record %llu in the block at offset %llu",
-                        rd->path, (unsigned long long)(off + SEC_HDR + pos),
-                        (unsigned long long)(*records + i), (unsigned long long)off);
+                crp_io_set_msg(rd->errbuf, rd->errlen,
+                               "%s: offset %llu: malformed record %llu in the block at offset %llu",
+                               rd->path, (unsigned long long)(off + SEC_HDR + pos),
+                               (unsigned long long)(*records + i), (unsigned long long)off);
                 return CRP_BADFILE;
             }
             if (t != NULL) {
                 err = apply_record(t, &s, dups);
                 if (err != CRP_OK) {
-                    set_msg(rd->errbuf, rd->errlen,
-                            "%s: offset %llu: the table refused record %llu (id %.*s): %s",
-                            rd->path, (unsigned long long)(off + SEC_HDR + pos),
-                            (unsigned long long)(*records + i), (int)s.id_len, s.id,
-                            crp_strerror(err));
+                    crp_io_set_msg(rd->errbuf, rd->errlen,
+                                   "%s: offset %llu: the table refused record %llu (id %.*s): %s",
+                                   rd->path, (unsigned long long)(off + SEC_HDR + pos),
+                                   (unsigned long long)(*records + i), (int)s.id_len, s.id,
+                                   crp_strerror(err));
                     return err;
                 }
             }
             pos += n;
         }
         if (count == 0 || pos != len) {
-            set_msg(rd->errbuf, rd->errlen,
-                    "%s: offset %llu: block holds %u bytes but its %u records use %u", rd->path,
-                    (unsigned long long)off, (unsigned)len, (unsigned)count, (unsigned)pos);
+            crp_io_set_msg(rd->errbuf, rd->errlen,
+                           "%s: offset %llu: block holds %u bytes but its %u records use %u",
+                           rd->path, (unsigned long long)off, (unsigned)len, (unsigned)count,
+                           (unsigned)pos);
             return CRP_BADFILE;
         }
         *records += count;
@@ -479,12 +443,12 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
     rd.path = path;
     rd.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (rd.fd < 0) {
-        set_msg(errbuf, errlen, "%s: %s", path, strerror(errno));
+        crp_io_set_msg(errbuf, errlen, "%s: %s", path, strerror(errno));
         err = errno == ENOENT ? CRP_NOTFOUND : CRP_IO;
         goto out_free;
     }
     if (fstat(rd.fd, &sb) != 0) {
-        set_msg(errbuf, errlen, "%s: fstat: %s", path, strerror(errno));
+        crp_io_set_msg(errbuf, errlen, "%s: fstat: %s", path, strerror(errno));
         err = CRP_IO;
         goto out_close;
     }
@@ -493,29 +457,30 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
     /* Pass 1: everything is checked before the table is touched. */
     err = CRP_BADFILE;
     if (rd.size < SNAP_HDR) {
-        set_msg(errbuf, errlen, "%s: offset 0: file is %llu bytes, shorter than the header", path,
-                (unsigned long long)rd.size);
+        crp_io_set_msg(errbuf, errlen, "%s: offset 0: file is %llu bytes, shorter than the header",
+                       path, (unsigned long long)rd.size);
         goto out_close;
     }
     err = read_at(&rd, hdr, SNAP_HDR, 0);
     if (err != CRP_OK)
         goto out_close;
     err = CRP_BADFILE;
-    if (get64(hdr) != SNAP_MAGIC || get64(hdr + 56) != XXH3_64bits(hdr, 56)) {
-        set_msg(errbuf, errlen, "%s: offset 0: not a snapshot header (bad magic or checksum)",
-                path);
+    if (le_get64(hdr) != SNAP_MAGIC || le_get64(hdr + 56) != XXH3_64bits(hdr, 56)) {
+        crp_io_set_msg(errbuf, errlen,
+                       "%s: offset 0: not a snapshot header (bad magic or checksum)", path);
         goto out_close;
     }
-    if (get32(hdr + 8) != SNAP_VERSION || get32(hdr + 12) != SNAP_HDR) {
-        set_msg(errbuf, errlen, "%s: offset 0: unsupported snapshot version %u", path,
-                (unsigned)get32(hdr + 8));
+    if (le_get32(hdr + 8) != SNAP_VERSION || le_get32(hdr + 12) != SNAP_HDR) {
+        crp_io_set_msg(errbuf, errlen, "%s: offset 0: unsupported snapshot version %u", path,
+                       (unsigned)le_get32(hdr + 8));
         goto out_close;
     }
-    if (get64(hdr + 32) != rd.size - SNAP_HDR) {
-        uint64_t want = SNAP_HDR + get64(hdr + 32);
-        set_msg(errbuf, errlen, "%s: offset %llu: file is %llu bytes but its header says %llu",
-                path, (unsigned long long)(want < rd.size ? want : rd.size),
-                (unsigned long long)rd.size, (unsigned long long)want);
+    if (le_get64(hdr + 32) != rd.size - SNAP_HDR) {
+        uint64_t want = SNAP_HDR + le_get64(hdr + 32);
+        crp_io_set_msg(errbuf, errlen,
+                       "%s: offset %llu: file is %llu bytes but its header says %llu", path,
+                       (unsigned long long)(want < rd.size ? want : rd.size),
+                       (unsigned long long)rd.size, (unsigned long long)want);
         goto out_close;
     }
     XXH3_64bits_reset(&body);
@@ -524,18 +489,20 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
          * read the header first and bound it. */
         unsigned char h[SEC_HDR];
         if (rd.size - SNAP_HDR < SEC_HDR) {
-            set_msg(errbuf, errlen, "%s: offset %u: truncated section header", path, SNAP_HDR);
+            crp_io_set_msg(errbuf, errlen, "%s: offset %u: truncated section header", path,
+                           SNAP_HDR);
             goto out_close;
         }
         err = read_at(&rd, h, SEC_HDR, SNAP_HDR);
         if (err != CRP_OK)
             goto out_close;
         err = CRP_BADFILE;
-        if (get32(h) > CRP_SNAPSHOT_EXTRA_MAX || get32(h + 4) != 0) {
-            set_msg(errbuf, errlen, "%s: offset %u: bad extra section header", path, SNAP_HDR);
+        if (le_get32(h) > CRP_SNAPSHOT_EXTRA_MAX || le_get32(h + 4) != 0) {
+            crp_io_set_msg(errbuf, errlen, "%s: offset %u: bad extra section header", path,
+                           SNAP_HDR);
             goto out_close;
         }
-        xbuf = malloc(get32(h) > 0 ? get32(h) : 1);
+        xbuf = malloc(le_get32(h) > 0 ? le_get32(h) : 1);
         if (xbuf == NULL) {
             err = CRP_NOMEM;
             goto out_close;
@@ -549,13 +516,14 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
     if (err != CRP_OK)
         goto out_free_extra;
     err = CRP_BADFILE;
-    if (records != get64(hdr + 24)) {
-        set_msg(errbuf, errlen, "%s: offset 24: header counts %llu records, the blocks hold %llu",
-                path, (unsigned long long)get64(hdr + 24), (unsigned long long)records);
+    if (records != le_get64(hdr + 24)) {
+        crp_io_set_msg(errbuf, errlen,
+                       "%s: offset 24: header counts %llu records, the blocks hold %llu", path,
+                       (unsigned long long)le_get64(hdr + 24), (unsigned long long)records);
         goto out_free_extra;
     }
-    if (XXH3_64bits_digest(&body) != get64(hdr + 48)) {
-        set_msg(errbuf, errlen, "%s: offset %u: body checksum mismatch", path, SNAP_HDR);
+    if (XXH3_64bits_digest(&body) != le_get64(hdr + 48)) {
+        crp_io_set_msg(errbuf, errlen, "%s: offset %u: body checksum mismatch", path, SNAP_HDR);
         goto out_free_extra;
     }
 
@@ -567,7 +535,7 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
     if (err != CRP_OK)
         goto out_free_extra;
 
-    *covered_seq = get64(hdr + 16);
+    *covered_seq = le_get64(hdr + 16);
     if (extra != NULL && xlen > 0) {
         *extra = xbuf;
         xbuf = NULL;
@@ -575,11 +543,11 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
     if (extra_len != NULL)
         *extra_len = xlen;
     if (info != NULL) {
-        info->covered_seq = get64(hdr + 16);
+        info->covered_seq = le_get64(hdr + 16);
         info->records = records;
         info->duplicates = dups;
         info->bytes = rd.size;
-        info->created_ms = get64(hdr + 40);
+        info->created_ms = le_get64(hdr + 40);
     }
     err = CRP_OK;
 
