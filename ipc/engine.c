@@ -1094,6 +1094,33 @@ static crp_err ctl_alloc(crp_ctl_req **req, crp_ctl_rep **rep)
     return CRP_OK;
 }
 
+/* Sends a state-changing control request (op and its own fields already
+ * filled) to the id's shard writer and returns once the change is applied
+ * and, with persistence, once the journal commit covering it succeeded:
+ * only then is it acknowledged. Frees req and rep. */
+static crp_err change_call(crp_engine *e, crp_ctl_req *req, crp_ctl_rep *rep, const char *id,
+                           size_t len, const char *actor, const char *comment, crp_transition *out)
+{
+    crp_err err = CRP_INVAL;
+    if (!req_id(req, id, len))
+        goto out;
+    copy_cstr(req->actor, sizeof req->actor, actor != NULL ? actor : "engine");
+    copy_cstr(req->comment, sizeof req->comment, comment);
+    unsigned shard = shard_of_id(e, id, len);
+    err = crp_ctl_call(e->zctx, e->ctl_ep[shard], req, rep);
+    if (err == CRP_OK) {
+        err = (crp_err)rep->err;
+        if (out != NULL)
+            *out = rep->tr;
+    }
+    if (err == CRP_OK && e->persist && rep->note_seq > 0)
+        err = crp_durable_wait(&e->durable, shard, rep->note_seq, CRP_CTL_TIMEOUT_MS);
+out:
+    free(req);
+    free(rep);
+    return err;
+}
+
 crp_err crp_engine_block(crp_engine *e, const char *id, size_t len, const char *tenant,
                          size_t tenant_len, const char *actor, const char *comment,
                          crp_transition *out)
@@ -1108,29 +1135,10 @@ crp_err crp_engine_block(crp_engine *e, const char *id, size_t len, const char *
     if (err != CRP_OK)
         return err;
     req->op = CRP_CTL_BLOCK;
-    if (!req_id(req, id, len)) {
-        err = CRP_INVAL;
-        goto out;
-    }
     req->tenant_len = (uint8_t)tenant_len;
     if (tenant_len > 0)
         memcpy(req->tenant, tenant, tenant_len);
-    copy_cstr(req->actor, sizeof req->actor, actor != NULL ? actor : "engine");
-    copy_cstr(req->comment, sizeof req->comment, comment);
-    unsigned shard = shard_of_id(e, id, len);
-    err = crp_ctl_call(e->zctx, e->ctl_ep[shard], req, rep);
-    if (err == CRP_OK) {
-        err = (crp_err)rep->err;
-        if (out != NULL)
-            *out = rep->tr;
-    }
-    /* Acknowledged only once the journal commit covering it succeeded. */
-    if (err == CRP_OK && e->persist && rep->note_seq > 0)
-        err = crp_durable_wait(&e->durable, shard, rep->note_seq, CRP_CTL_TIMEOUT_MS);
-out:
-    free(req);
-    free(rep);
-    return err;
+    return change_call(e, req, rep, id, len, actor, comment, out);
 }
 
 crp_err crp_engine_remove(crp_engine *e, const char *id, size_t len, const char *actor,
@@ -1144,26 +1152,7 @@ crp_err crp_engine_remove(crp_engine *e, const char *id, size_t len, const char 
     if (err != CRP_OK)
         return err;
     req->op = CRP_CTL_REMOVE;
-    if (!req_id(req, id, len)) {
-        err = CRP_INVAL;
-        goto out;
-    }
-    copy_cstr(req->actor, sizeof req->actor, actor != NULL ? actor : "engine");
-    copy_cstr(req->comment, sizeof req->comment, comment);
-    unsigned shard = shard_of_id(e, id, len);
-    err = crp_ctl_call(e->zctx, e->ctl_ep[shard], req, rep);
-    if (err == CRP_OK) {
-        err = (crp_err)rep->err;
-        if (out != NULL)
-            *out = rep->tr;
-    }
-    /* Acknowledged only once the journal commit covering it succeeded. */
-    if (err == CRP_OK && e->persist && rep->note_seq > 0)
-        err = crp_durable_wait(&e->durable, shard, rep->note_seq, CRP_CTL_TIMEOUT_MS);
-out:
-    free(req);
-    free(rep);
-    return err;
+    return change_call(e, req, rep, id, len, actor, comment, out);
 }
 
 void crp_engine_policy(crp_engine *e, crp_policy *out)
