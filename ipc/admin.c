@@ -756,6 +756,11 @@ static bool verb_set_policy(req *r)
         return false;
     if (r->s->be.save_alert_policy != NULL) {
         err = r->s->be.save_alert_policy(r->s->be.ctx, &p, r->who->name);
+        if (err == CRP_IO)
+            return fail(r, "unavailable",
+                        "the policy is applied but not acknowledged as durable: the journal "
+                        "failed (see the alarm.journal event); it becomes durable with the next "
+                        "snapshot that succeeds");
         if (err != CRP_OK)
             return fail(r, "unavailable", "the policy could not be saved: %s", crp_strerror(err));
     }

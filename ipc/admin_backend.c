@@ -450,18 +450,7 @@ static crp_err be_save_alert_policy(void *ctx, const crp_alert_policy *p, const 
 {
     crp_admin_engine *ae = ctx;
 
-    /* No journal yet: the edit lasts until the process exits, and a restart
-     * starts again from the config file's [alerts]. The log line is the
-     * operator's record of it (the audit log has the request line). */
-    ae->saved_policy = *p;
-    ae->has_saved_policy = true;
-    snprintf(ae->saved_by, sizeof ae->saved_by, "%s", actor);
-    crp_log(CRP_LOG_INFO,
-            "alert policy set by %s: enabled=%s email=%s recipients=%s daily_limit=%u (in memory "
-            "only: a restart goes back to the config file's [alerts])",
-            actor, p->enabled ? "on" : "off", p->email ? "on" : "off", p->recipients,
-            p->daily_limit);
-    return CRP_OK;
+    return crp_engine_save_alert_policy(ae->engine, p, actor);
 }
 
 void crp_admin_engine_init(crp_admin_engine *ae, crp_engine *engine, crp_audit *audit,

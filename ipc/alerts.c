@@ -323,6 +323,38 @@ json_t *crp_alert_policy_json(const crp_alert_policy *p)
                      (json_int_t)p->daily_limit);
 }
 
+crp_err crp_alert_policy_parse(const char *text, size_t len, crp_alert_policy *out, char *why,
+                               size_t whylen)
+{
+    json_error_t jerr;
+    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *enabled = json_object_get(o, "enabled"), *email = json_object_get(o, "email");
+    json_t *rcpt = json_object_get(o, "recipients"), *limit = json_object_get(o, "daily_limit");
+    crp_alert_policy p;
+    crp_err err = CRP_INVAL;
+
+    if (o == NULL) {
+        set_why(why, whylen, "not JSON");
+    } else if (!json_is_boolean(enabled) || !json_is_boolean(email) || !json_is_string(rcpt) ||
+               !json_is_integer(limit)) {
+        set_why(why, whylen, "expected enabled, email, recipients and daily_limit");
+    } else if (json_string_length(rcpt) >= sizeof(p.recipients)) {
+        set_why(why, whylen, "recipients: too long");
+    } else {
+        json_int_t v = json_integer_value(limit);
+        memset(&p, 0, sizeof p);
+        p.enabled = json_is_true(enabled);
+        p.email = json_is_true(email);
+        p.daily_limit = v >= 1 && v <= 3 ? (unsigned)v : 0;
+        memcpy(p.recipients, json_string_value(rcpt), json_string_length(rcpt));
+        err = crp_alert_policy_normalize(&p, why, whylen);
+        if (err == CRP_OK)
+            *out = p;
+    }
+    json_decref(o);
+    return err;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Life cycle */
 

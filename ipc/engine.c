@@ -103,6 +103,13 @@ struct crp_engine {
     /* The policy the writers run, for crp_engine_policy. */
     pthread_mutex_t policy_mu;
     crp_policy policy;
+    /* Alert-policy edits on their way to the events thread
+     * (crp_engine_save_alert_policy): one PUSH socket, created by the first
+     * caller, numbered notes; the mutex keeps numbering and sending in one
+     * order, and makes the socket safe to share between caller threads. */
+    pthread_mutex_t pnote_mu;
+    void *pnote_push;
+    uint64_t pnote_seq;
     /* Set by crp_engine_stop so that later control calls fail fast instead
      * of waiting for a timeout. Relaxed: it is a hint; a call racing with
      * the stop still ends with CRP_TIMEOUT. */
@@ -634,13 +641,37 @@ out_sockets:
 /* Persistence: start-up                                                     */
 /* ------------------------------------------------------------------------ */
 
-/* Re-applies one journal record to the table, before the writers start
- * (the caller is then every shard's only writer). The record holds the
- * connector's state after the transition, so it is stored as is; a
- * release or unblock also reset the counters, as it did when it happened. */
-static crp_err replay_state(void *ctx, const crp_journal_rec *r)
+/* What start-up restores besides the table: the newest alert policy, from
+ * the snapshot's extra blob or a later POLICY record. */
+typedef struct restore_ctx {
+    crp_table *table;
+    char *policy; /* malloc'd JSON; NULL: none saved */
+    size_t policy_len;
+} restore_ctx;
+
+static crp_err keep_policy(restore_ctx *rc, const void *bytes, size_t len)
 {
-    crp_table *t = ctx;
+    char *copy = malloc(len > 0 ? len : 1);
+    if (copy == NULL)
+        return CRP_NOMEM;
+    memcpy(copy, bytes, len);
+    free(rc->policy);
+    rc->policy = copy;
+    rc->policy_len = len;
+    return CRP_OK;
+}
+
+/* Re-applies one journal record, before the writers start (the caller is
+ * then every shard's only writer). A STATE record holds the connector's
+ * state after the transition, so it is stored as is; a release or unblock
+ * also reset the counters, as it did when it happened. A POLICY record
+ * replaces the policy kept so far. */
+static crp_err replay_record(void *ctx, const crp_journal_rec *r)
+{
+    restore_ctx *rc = ctx;
+    crp_table *t = rc->table;
+    if (r->type == CRP_JOURNAL_POLICY)
+        return keep_policy(rc, r->policy, r->policy_len);
     if (r->type != CRP_JOURNAL_STATE)
         return CRP_OK;
     const crp_journal_state *s = &r->state;
@@ -664,6 +695,28 @@ static crp_err replay_state(void *ctx, const crp_journal_rec *r)
     return CRP_OK;
 }
 
+/* Applies the restored alert policy to the alerts module. The saved
+ * policy wins over the config file's [alerts] (those are the policy of a
+ * new state_dir); one the module refuses (alerts on while the audit log is
+ * now off, or a damaged value) is logged and the config's stays. */
+static void restore_policy(const restore_ctx *rc, crp_alerts *alerts)
+{
+    crp_alert_policy p;
+    char why[256];
+    if (rc->policy == NULL || alerts == NULL)
+        return;
+    crp_err err = crp_alert_policy_parse(rc->policy, rc->policy_len, &p, why, sizeof why);
+    if (err == CRP_OK)
+        err = crp_alerts_set_policy(alerts, &p, why, sizeof why);
+    if (err != CRP_OK) {
+        crp_log(CRP_LOG_WARN, "the saved alert policy is not used (%s); [alerts] of the config is",
+                why);
+        return;
+    }
+    crp_log(CRP_LOG_INFO, "alert policy restored: enabled=%s email=%s recipients=%s daily_limit=%u",
+            p.enabled ? "on" : "off", p.email ? "on" : "off", p.recipients, p.daily_limit);
+}
+
 /* Loads the newest valid snapshot (falling back to the previous one when
  * the newest is damaged or missing) and replays the journal after it into
  * the table; the writers have not started. On success *jp is the open
@@ -676,17 +729,20 @@ static crp_err restore(crp_engine *e, const crp_engine_sinks *sinks, crp_journal
     const char *dir = e->boot.engine.state_dir;
     uint64_t covered = 0, t0 = crp_clock_mono_ns();
     crp_snapshot_info info;
+    restore_ctx rc = {.table = e->table};
+    void *extra = NULL;
+    size_t extra_len = 0;
     memset(&info, 0, sizeof info);
 
-    crp_err err = crp_snapshot_load(e->table, dir, CRP_SNAPSHOT_CURRENT, &covered, NULL, NULL,
-                                    &info, why, sizeof why);
+    crp_err err = crp_snapshot_load(e->table, dir, CRP_SNAPSHOT_CURRENT, &covered, &extra,
+                                    &extra_len, &info, why, sizeof why);
     if (err == CRP_BADFILE || err == CRP_NOTFOUND) {
         if (err == CRP_BADFILE) {
             snprintf(why_cur, sizeof why_cur, "%s", why);
             crp_log(CRP_LOG_ERROR, "%s; trying %s/%s", why, dir, CRP_SNAPSHOT_PREV);
         }
-        err = crp_snapshot_load(e->table, dir, CRP_SNAPSHOT_PREVIOUS, &covered, NULL, NULL, &info,
-                                why, sizeof why);
+        err = crp_snapshot_load(e->table, dir, CRP_SNAPSHOT_PREVIOUS, &covered, &extra, &extra_len,
+                                &info, why, sizeof why);
         if (err == CRP_NOTFOUND && why_cur[0] != '\0') {
             snprintf(errbuf, errlen, "%s (and no %s to fall back to)", why_cur, CRP_SNAPSHOT_PREV);
             return CRP_BADFILE;
@@ -700,18 +756,24 @@ static crp_err restore(crp_engine *e, const crp_engine_sinks *sinks, crp_journal
         snprintf(errbuf, errlen, "snapshot in %s: %s", dir, why);
         return err;
     }
+    /* The snapshot's extra blob is the alert policy when it was written. */
+    rc.policy = extra;
+    rc.policy_len = extra_len;
     crp_journal_opts jo = {
         .from_seq = covered,
-        .replay = replay_state,
-        .ctx = e->table,
+        .replay = replay_record,
+        .ctx = &rc,
         .io = sinks->io,
     };
     why[0] = '\0';
     err = crp_journal_open(jp, dir, &jo, why, sizeof why);
     if (err != CRP_OK) {
+        free(rc.policy);
         snprintf(errbuf, errlen, "journal in %s: %s", dir, why);
         return err;
     }
+    restore_policy(&rc, sinks->alerts);
+    free(rc.policy);
     if (why[0] != '\0')
         crp_log(CRP_LOG_WARN, "journal in %s: %s", dir, why);
     crp_journal_stats js;
@@ -795,6 +857,7 @@ crp_err crp_engine_create_with(crp_engine **out, void *zctx, const crp_config *c
     e->boot.identities_cap = 0;
     e->start_mono_ns = crp_clock_mono_ns();
     pthread_mutex_init(&e->policy_mu, NULL);
+    pthread_mutex_init(&e->pnote_mu, NULL);
     e->policy = policy;
 
     crp_table_opts topts = {
@@ -809,6 +872,7 @@ crp_err crp_engine_create_with(crp_engine **out, void *zctx, const crp_config *c
                  topts.shm_name != NULL ? topts.shm_name : "", crp_strerror(err),
                  err == CRP_SYS ? ": " : "", err == CRP_SYS ? strerror(errno) : "");
         pthread_mutex_destroy(&e->policy_mu);
+        pthread_mutex_destroy(&e->pnote_mu);
         free(e);
         return err;
     }
@@ -842,7 +906,7 @@ crp_err crp_engine_create_with(crp_engine **out, void *zctx, const crp_config *c
     if (e->persist) {
         /* The table is restored before any writer runs, so the first
          * lookup and the first scored event already see it. */
-        err = durable_init(&e->durable, e->shards);
+        err = durable_init(&e->durable, e->shards + 1); /* + the policy's sender */
         if (err != CRP_OK)
             goto out_destroy;
         e->durable_init = true;
@@ -954,6 +1018,8 @@ void crp_engine_destroy(crp_engine **ep)
     crp_feed_destroy(&e->feed);
     for (unsigned s = 0; e->writers != NULL && s < e->shards; s++)
         writer_destroy(&e->writers[s]);
+    if (e->pnote_push != NULL)
+        zmq_close(e->pnote_push);
     crp_events_destroy(&e->events);
     if (e->durable_init)
         durable_destroy(&e->durable);
@@ -962,6 +1028,7 @@ void crp_engine_destroy(crp_engine **ep)
     free(e->ctl_ep);
     crp_table_destroy(&e->table);
     pthread_mutex_destroy(&e->policy_mu);
+    pthread_mutex_destroy(&e->pnote_mu);
     free(e);
     *ep = NULL;
 }
@@ -1045,6 +1112,8 @@ char *crp_engine_stats_json(const crp_engine *e)
     bad |= put_u64(o, "snapshots", LOAD(c->snapshots));
     bad |= put_u64(o, "snapshot_errors", LOAD(c->snapshot_errors));
     bad |= put_u64(o, "snapshot_last_ms", LOAD(c->snapshot_last_ms));
+    bad |= put_u64(o, "events_held", LOAD(c->events_held));
+    bad |= put_u64(o, "events_held_dropped", LOAD(c->events_held_dropped));
     bad |= put_u64(o, "config_reloads", LOAD(c->config_reloads));
     bad |= put_u64(o, "shards", e->shards);
     char inst[17];
@@ -1153,6 +1222,52 @@ crp_err crp_engine_remove(crp_engine *e, const char *id, size_t len, const char 
         return err;
     req->op = CRP_CTL_REMOVE;
     return change_call(e, req, rep, id, len, actor, comment, out);
+}
+
+crp_err crp_engine_save_alert_policy(crp_engine *e, const crp_alert_policy *p, const char *actor)
+{
+    if (!e->persist)
+        return CRP_OK;
+    if (engine_stopped(e))
+        return CRP_TIMEOUT;
+    crp_note *n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return CRP_NOMEM;
+    n->what = CRP_NOTE_POLICY;
+    n->policy = *p;
+    n->writer = CRP_NOTE_POLICY_SENDER(e->shards);
+    copy_cstr(n->actor, sizeof n->actor, actor != NULL ? actor : "engine");
+
+    crp_err err = CRP_OK;
+    pthread_mutex_lock(&e->pnote_mu);
+    if (e->pnote_push == NULL) {
+        int zero = 0;
+        e->pnote_push = zmq_socket(e->zctx, ZMQ_PUSH);
+        if (e->pnote_push == NULL ||
+            zmq_setsockopt(e->pnote_push, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+            zmq_connect(e->pnote_push, e->notes_ep) != 0) {
+            crp_log(CRP_LOG_ERROR, "engine: cannot reach the events thread: %s",
+                    zmq_strerror(errno));
+            if (e->pnote_push != NULL)
+                zmq_close(e->pnote_push);
+            e->pnote_push = NULL;
+            err = CRP_SYS;
+        }
+    }
+    if (err == CRP_OK) {
+        n->wseq = e->pnote_seq + 1;
+        if (zmq_send(e->pnote_push, n, sizeof *n, 0) == (int)sizeof *n)
+            e->pnote_seq = n->wseq;
+        else
+            err = CRP_SYS;
+    }
+    pthread_mutex_unlock(&e->pnote_mu);
+    uint64_t seq = n->wseq;
+    free(n);
+    if (err != CRP_OK)
+        return err;
+    return crp_durable_wait(&e->durable, CRP_NOTE_POLICY_SENDER(e->shards), seq,
+                            CRP_CTL_TIMEOUT_MS);
 }
 
 void crp_engine_policy(crp_engine *e, crp_policy *out)

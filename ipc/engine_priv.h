@@ -91,6 +91,8 @@ typedef struct crp_counters {
     _Atomic uint64_t snapshots;                     /* statistics only */
     _Atomic uint64_t snapshot_errors;               /* statistics only */
     _Atomic uint64_t snapshot_last_ms;              /* statistics only: duration */
+    _Atomic uint64_t events_held;                   /* statistics only: held back now */
+    _Atomic uint64_t events_held_dropped;           /* statistics only */
     /* Lookup server thread(s). */
     _Alignas(64) _Atomic uint64_t lookups; /* statistics only */
     /* Control callers. */
@@ -101,10 +103,18 @@ typedef struct crp_counters {
  * over inproc (same process, same binary: no encoding needed). The strings
  * are NUL-terminated copies; id and tenant also carry their lengths since
  * they may contain NUL bytes. */
+enum crp_note_what {
+    CRP_NOTE_TRANSITION = 0, /* from a writer: tr and the fields below */
+    CRP_NOTE_POLICY = 1,     /* an alert-policy edit (crp_engine_save_alert_policy):
+                                policy and actor only */
+};
+
 typedef struct crp_note {
     crp_transition tr;
-    uint64_t wseq; /* the writer's note number, from 1 (crp_durable) */
-    unsigned writer;
+    uint64_t wseq;           /* the sender's note number, from 1 (crp_durable) */
+    unsigned writer;         /* the sender: a shard writer, or CRP_NOTE_POLICY_SENDER */
+    uint8_t what;            /* enum crp_note_what */
+    crp_alert_policy policy; /* CRP_NOTE_POLICY */
     /* The entry after the change, for the journal's STATE record (since_ms
      * below is the event's "since", which differs for an ACTIVE entry). */
     uint8_t state;
@@ -181,6 +191,11 @@ crp_err crp_feed_start(crp_feed *f);
 void crp_feed_stop(crp_feed *f);
 void crp_feed_destroy(crp_feed **fp);
 
+/* Alert-policy edits reach the events thread as notes too, in order with
+ * the transitions, from a sender numbered after the shard writers: its
+ * index in crp_note.writer and crp_durable is the engine's shard count. */
+#define CRP_NOTE_POLICY_SENDER(shards) (shards)
+
 /* ---- durability (events.c) ------------------------------------------------
  *
  * How a control call learns that the journal commit covering its change
@@ -227,7 +242,7 @@ typedef struct crp_events_opts {
     const char *state_dir;
     uint64_t snapshot_every_ms; /* 0 = only at a clean stop */
     const crp_io_ops *io;
-    crp_durable *durable;
+    crp_durable *durable; /* writers + 1 senders: the last one is the policy's */
 } crp_events_opts;
 
 crp_err crp_events_create(crp_events **out, const crp_events_opts *opts, char *errbuf,

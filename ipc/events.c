@@ -19,11 +19,20 @@
  * commits them with one fdatasync before anything below happens, then
  * wakes the control calls waiting for their change to be durable
  * (crp_durable). Between batches it writes the periodic snapshot and
- * rotates the journal, and a final snapshot at a clean stop. A failed
- * journal raises the alarm (log line, stats, alarm.journal event) and the
- * state events go on being published: consumers act on the table's state,
- * which lookups already answer, and only the admin's acknowledgement is
- * withheld.
+ * rotates the journal, and a final snapshot at a clean stop. Alert-policy
+ * edits arrive as notes too (CRP_NOTE_POLICY): each is journaled as a
+ * POLICY record in the same commit and then applied to the alerts module;
+ * every snapshot carries the policy as its extra blob.
+ *
+ * A failed journal raises the alarm (log line, stats, alarm.journal event).
+ * Nothing is published or audited before it is durable: from then on the
+ * batches' transitions are held back, in order, (at most HELD_MAX; more
+ * are dropped from publication and counted, their changes stay in the
+ * table), while lookups answer with the table as always. The thread tries
+ * to heal the journal with a snapshot (which carries every change) after
+ * HEAL_FIRST_MS, then at doubling intervals up to HEAL_MAX_MS; the
+ * snapshot that heals it releases the held transitions: audit lines,
+ * events and alerts, in their order, as if they had just happened.
  *
  * The admin face (crp_engine_sinks), in this order for each transition:
  *  1. the audit log gets the transition's line, before anything is
@@ -62,6 +71,11 @@
 #define BODY_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
 /* How often finished notify commands are reaped while nothing happens. */
 #define REAP_EVERY_MS 250
+/* Transitions held back while the journal is failed (about 2.5 KiB each). */
+#define HELD_MAX 16384u
+/* Healing a failed journal: first attempt, and the longest interval. */
+#define HEAL_FIRST_MS 1000u
+#define HEAL_MAX_MS   30000u
 
 struct crp_events {
     void *pull; /* transitions from the writers */
@@ -81,6 +95,8 @@ struct crp_events {
     crp_durable *durable;
     uint64_t *batch_last; /* per writer: its last note number in this batch */
     bool alarmed;         /* the journal failure has been reported */
+    crp_note *held;       /* transitions not yet durable, in order */
+    size_t held_n, held_cap;
     pthread_t thread;
     bool started;
 };
@@ -412,14 +428,51 @@ static void journal_alarm(struct crp_events *ev)
     free(body);
 }
 
-/* Appends a STATE record per state-changing note of the batch and commits
- * them with one fdatasync. Returns true when they are durable. */
+/* The alert policy as JSON: the body of get-alert-policy, plus who set it
+ * and when when actor is not NULL (crp_alert_policy_parse reads it back). */
+static char *policy_text(const crp_alert_policy *p, const char *actor)
+{
+    json_t *o = crp_alert_policy_json(p);
+    if (o != NULL && actor != NULL &&
+        (json_object_set_new(o, "actor", json_string(actor)) != 0 ||
+         json_object_set_new(o, "at", time_json(crp_clock_ms())) != 0)) {
+        json_decref(o);
+        o = NULL;
+    }
+    char *text = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return text;
+}
+
+static crp_err journal_policy(struct crp_events *ev, const crp_note *n)
+{
+    char *text = policy_text(&n->policy, n->actor);
+    if (text == NULL)
+        return CRP_NOMEM;
+    crp_journal_rec rec = {
+        .type = CRP_JOURNAL_POLICY,
+        .policy = text,
+        .policy_len = (uint32_t)strlen(text),
+    };
+    crp_err err = crp_journal_append(ev->journal, &rec, NULL);
+    free(text);
+    return err;
+}
+
+/* Appends a STATE record per state-changing note of the batch, and a
+ * POLICY record per policy edit, and commits them with one fdatasync.
+ * Returns true when they are durable. */
 static bool journal_batch(struct crp_events *ev, const crp_note *notes, size_t got)
 {
     crp_err err = CRP_OK;
     size_t appended = 0;
     for (size_t i = 0; i < got && err == CRP_OK; i++) {
         const crp_note *n = &notes[i];
+        if (n->what == CRP_NOTE_POLICY) {
+            err = journal_policy(ev, n);
+            appended += err == CRP_OK;
+            continue;
+        }
         if (!journaled(n->tr.kind))
             continue;
         size_t comment_len = strlen(n->comment), actor_len = strlen(n->actor);
@@ -505,8 +558,18 @@ static void take_snapshot(struct crp_events *ev)
     crp_snapshot_info info;
     uint64_t t0 = crp_clock_mono_ns();
     uint64_t covered = crp_journal_last_seq(ev->journal);
-    crp_err err = crp_snapshot_write(ev->table, ev->state_dir, covered, NULL, 0, ev->io, &info, why,
-                                     sizeof why);
+    /* The policy applied so far, which includes every POLICY record up to
+     * covered: this thread is the only one that journals and applies them. */
+    char *policy = NULL;
+    if (ev->alerts != NULL) {
+        crp_alert_policy p;
+        crp_alerts_get_policy(ev->alerts, &p);
+        policy = policy_text(&p, NULL);
+    }
+    crp_err err =
+        crp_snapshot_write(ev->table, ev->state_dir, covered, policy,
+                           policy != NULL ? strlen(policy) : 0, ev->io, &info, why, sizeof why);
+    free(policy);
     if (err != CRP_OK) {
         atomic_fetch_add_explicit(&ev->c->snapshot_errors, 1,
                                   memory_order_relaxed); /* statistics */
@@ -543,6 +606,89 @@ static void take_snapshot(struct crp_events *ev)
  * disk flush each. */
 #define NOTES_PER_BATCH 256
 
+/* Applies the batch's alert-policy edits, in order, once they were
+ * journaled (durable or not: like a state change, an edit is applied and
+ * only its acknowledgement waits for the disk). */
+static void apply_policies(struct crp_events *ev, const crp_note *notes, size_t got)
+{
+    for (size_t i = 0; i < got; i++) {
+        const crp_note *n = &notes[i];
+        if (n->what != CRP_NOTE_POLICY)
+            continue;
+        char why[256];
+        crp_err err = ev->alerts != NULL
+                          ? crp_alerts_set_policy(ev->alerts, &n->policy, why, sizeof why)
+                          : CRP_OK;
+        if (err != CRP_OK)
+            crp_log(CRP_LOG_ERROR, "events: alert policy of %s not applied: %s", n->actor, why);
+        else
+            crp_log(CRP_LOG_INFO,
+                    "alert policy set by %s: enabled=%s email=%s recipients=%s daily_limit=%u",
+                    n->actor, n->policy.enabled ? "on" : "off", n->policy.email ? "on" : "off",
+                    n->policy.recipients, n->policy.daily_limit);
+    }
+}
+
+/* The transitions' audit lines (one sync for all), then their events,
+ * log lines and alerts. */
+static void deliver(struct crp_events *ev, const crp_note *notes, size_t got)
+{
+    if (ev->audit != NULL && got > 0) {
+        for (size_t i = 0; i < got; i++) {
+            if (notes[i].what == CRP_NOTE_TRANSITION)
+                audit_note(ev, &notes[i]);
+        }
+        if (crp_audit_sync(ev->audit) != CRP_OK)
+            crp_log(CRP_LOG_ERROR, "events: cannot sync the audit log");
+    }
+    for (size_t i = 0; i < got; i++) {
+        if (notes[i].what == CRP_NOTE_TRANSITION)
+            handle_note(ev, &notes[i]);
+    }
+}
+
+/* Keeps the batch's transitions until the journal heals. */
+static void hold(struct crp_events *ev, const crp_note *notes, size_t got)
+{
+    for (size_t i = 0; i < got; i++) {
+        if (notes[i].what != CRP_NOTE_TRANSITION)
+            continue;
+        if (ev->held_n == ev->held_cap && ev->held_cap < HELD_MAX) {
+            size_t cap = ev->held_cap == 0 ? NOTES_PER_BATCH : 2 * ev->held_cap;
+            crp_note *p = realloc(ev->held, (cap < HELD_MAX ? cap : HELD_MAX) * sizeof *p);
+            if (p != NULL) {
+                ev->held = p;
+                ev->held_cap = cap < HELD_MAX ? cap : HELD_MAX;
+            }
+        }
+        if (ev->held_n == ev->held_cap) {
+            if (atomic_fetch_add_explicit(&ev->c->events_held_dropped, 1, memory_order_relaxed) ==
+                0) /* statistics */
+                crp_log(CRP_LOG_ERROR,
+                        "events: %zu transitions are held back until the journal heals; later "
+                        "ones are applied and answered by lookups but will not be published or "
+                        "audited (counted in events_held_dropped)",
+                        ev->held_n);
+            continue;
+        }
+        ev->held[ev->held_n++] = notes[i];
+    }
+    atomic_store_explicit(&ev->c->events_held, ev->held_n, memory_order_relaxed); /* statistics */
+}
+
+/* After a snapshot: when it healed the journal, every held transition is
+ * durable now, so it is audited and published. */
+static void release_held(struct crp_events *ev)
+{
+    if (ev->held_n == 0 || crp_journal_failed(ev->journal))
+        return;
+    crp_log(CRP_LOG_INFO, "events: publishing %zu transitions held back while the journal failed",
+            ev->held_n);
+    deliver(ev, ev->held, ev->held_n);
+    ev->held_n = 0;
+    atomic_store_explicit(&ev->c->events_held, 0, memory_order_relaxed); /* statistics */
+}
+
 static void *events_main(void *arg)
 {
     struct crp_events *ev = arg;
@@ -550,6 +696,9 @@ static void *events_main(void *arg)
     uint64_t next_reap = crp_clock_mono_ns() / 1000000u + REAP_EVERY_MS;
     bool snapshots = ev->journal != NULL && ev->snapshot_every_ms > 0;
     uint64_t next_snapshot = crp_clock_mono_ns() / 1000000u + ev->snapshot_every_ms;
+    /* While the journal is failed: when to try healing it, and the next
+     * interval (HEAL_FIRST_MS doubling up to HEAL_MAX_MS). 0: not failed. */
+    uint64_t next_heal = 0, heal_every = HEAL_FIRST_MS;
 
     /* The open may have validated the journal but failed to write to it
      * (crp_journal_open): serve, and raise the alarm at once. */
@@ -568,9 +717,16 @@ static void *events_main(void *arg)
         long timeout = -1;
         if (ev->alerts != NULL)
             timeout = REAP_EVERY_MS;
+        uint64_t now_ms = crp_clock_mono_ns() / 1000000u;
         if (snapshots) {
-            uint64_t now = crp_clock_mono_ns() / 1000000u;
-            long until = next_snapshot > now ? (long)(next_snapshot - now) : 0;
+            long until = next_snapshot > now_ms ? (long)(next_snapshot - now_ms) : 0;
+            if (timeout < 0 || until < timeout)
+                timeout = until;
+        }
+        if (ev->journal != NULL && crp_journal_failed(ev->journal)) {
+            if (next_heal == 0)
+                next_heal = now_ms + heal_every;
+            long until = next_heal > now_ms ? (long)(next_heal - now_ms) : 0;
             if (timeout < 0 || until < timeout)
                 timeout = until;
         }
@@ -599,31 +755,52 @@ static void *events_main(void *arg)
             else
                 crp_log(CRP_LOG_ERROR, "events: dropped a malformed internal message");
         }
-        /* The batch's state changes are journaled and committed, then its
-         * audit lines written and synced, before any of its events is
-         * published or alerted on, and before a control call waiting on one
-         * of its notes returns. */
-        if (ev->journal != NULL && got > 0)
-            durable_update(ev, notes, got, journal_batch(ev, notes, got));
-        if (ev->audit != NULL && got > 0) {
-            for (size_t i = 0; i < got; i++)
-                audit_note(ev, &notes[i]);
-            if (crp_audit_sync(ev->audit) != CRP_OK)
-                crp_log(CRP_LOG_ERROR, "events: cannot sync the audit log");
+        /* The batch's changes are journaled and committed, then its audit
+         * lines written and synced, before any of its events is published
+         * or alerted on, and before a control call waiting on one of its
+         * notes returns. On a failed journal (or while earlier transitions
+         * are held back) the batch is held back too, in order. */
+        if (got > 0) {
+            if (ev->journal != NULL) {
+                durable_update(ev, notes, got, journal_batch(ev, notes, got));
+                apply_policies(ev, notes, got);
+            }
+            if (ev->journal != NULL && (crp_journal_failed(ev->journal) || ev->held_n > 0))
+                hold(ev, notes, got);
+            else
+                deliver(ev, notes, got);
         }
-        for (size_t i = 0; i < got; i++)
-            handle_note(ev, &notes[i]);
         /* Between batches: the snapshot sees every change journaled so
-         * far, and the writers keep scoring while it is written. */
-        if (snapshots && crp_clock_mono_ns() / 1000000u >= next_snapshot) {
+         * far, and the writers keep scoring while it is written. It is
+         * also what heals a failed journal. */
+        now_ms = crp_clock_mono_ns() / 1000000u;
+        bool heal = next_heal != 0 && now_ms >= next_heal;
+        if ((snapshots && now_ms >= next_snapshot) || heal) {
             take_snapshot(ev);
-            next_snapshot = crp_clock_mono_ns() / 1000000u + ev->snapshot_every_ms;
+            release_held(ev);
+            now_ms = crp_clock_mono_ns() / 1000000u;
+            if (snapshots)
+                next_snapshot = now_ms + ev->snapshot_every_ms;
+            if (!crp_journal_failed(ev->journal)) {
+                next_heal = 0;
+                heal_every = HEAL_FIRST_MS;
+            } else if (heal) {
+                heal_every = heal_every * 2 < HEAL_MAX_MS ? heal_every * 2 : HEAL_MAX_MS;
+                next_heal = now_ms + heal_every;
+            }
         }
     }
     /* A clean stop: every writer has flushed, so a final snapshot holds
      * everything and the next start replays nothing. */
-    if (ev->journal != NULL && notes != NULL && ev->done >= ev->writers)
+    if (ev->journal != NULL && notes != NULL && ev->done >= ev->writers) {
         take_snapshot(ev);
+        release_held(ev);
+        if (ev->held_n > 0)
+            crp_log(CRP_LOG_ERROR,
+                    "events: %zu transitions were never published: the journal did not heal "
+                    "before the stop, so they are not durable",
+                    ev->held_n);
+    }
     if (ev->durable != NULL) {
         pthread_mutex_lock(&ev->durable->mu);
         ev->durable->stopped = true;
@@ -734,6 +911,7 @@ void crp_events_destroy(crp_events **evp)
     /* A journal is still here only when the thread never ran. */
     crp_journal_close(&ev->journal);
     free(ev->batch_last);
+    free(ev->held);
     free(ev);
     *evp = NULL;
 }

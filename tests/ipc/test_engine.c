@@ -307,6 +307,9 @@ Test(engine, control_calls_fail_fast_after_stop)
  * each of which is a round trip through ZeroMQ (a full barrier in
  * practice); the flag publishes no other memory. */
 static _Atomic bool fail_fdatasync;
+/* The same for fsync, which snapshots and journal rotations use: while it
+ * fails, the events thread cannot heal a failed journal. */
+static _Atomic bool fail_fsync;
 
 static int failing_fdatasync(int fd)
 {
@@ -317,6 +320,15 @@ static int failing_fdatasync(int fd)
     return fdatasync(fd);
 }
 
+static int failing_fsync(int fd)
+{
+    if (atomic_load_explicit(&fail_fsync, memory_order_relaxed)) { /* see fail_fdatasync */
+        errno = ENOSPC;
+        return -1;
+    }
+    return fsync(fd);
+}
+
 static crp_io_ops failing_io;
 
 static void start_persistent(const char *dir)
@@ -324,6 +336,7 @@ static void start_persistent(const char *dir)
     char err[1024];
     failing_io = *crp_io_posix();
     failing_io.fdatasync = failing_fdatasync;
+    failing_io.fsync = failing_fsync;
     snprintf(cfg.engine.state_dir, sizeof cfg.engine.state_dir, "%s", dir);
     /* Fresh endpoints for each engine: the previous engine's inproc names
      * are released asynchronously by ZeroMQ. */
@@ -332,7 +345,8 @@ static void start_persistent(const char *dir)
     snprintf(events_ep, sizeof events_ep, "inproc://test-engine-pevents-%u", gen++);
     snprintf(cfg.feed.bind, sizeof cfg.feed.bind, "%s", feed_ep);
     snprintf(cfg.events.bind, sizeof cfg.events.bind, "%s", events_ep);
-    /* No periodic snapshot: the only heal is the one at the clean stop. */
+    /* No periodic snapshot: the only snapshots are those that heal a
+     * failed journal, and the one at the clean stop. */
     cfg.engine.snapshot_every_ms = 0;
     crp_engine_sinks sinks = {.persist = true, .io = &failing_io};
     cr_assert(eq(int, crp_engine_create_with(&engine, ctx, &cfg, &sinks, err, sizeof err), CRP_OK),
@@ -355,9 +369,24 @@ static long long stat_of(const char *key)
     return v;
 }
 
+/* Polls the stats until key reaches at_least (bounded: 15 s); returns the
+ * last value seen. The heal is driven by the events thread's clock, and
+ * the stats are the only thing that tells a failed attempt. */
+static long long wait_stat(const char *key, long long at_least)
+{
+    long long v = stat_of(key);
+    for (int i = 0; i < 1500 && v < at_least; i++) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+        v = stat_of(key);
+    }
+    return v;
+}
+
 Test(engine, a_failed_journal_is_an_alarm_and_acknowledges_nothing)
 {
     char dir[] = "/tmp/crp-engine-journal-XXXXXX", topic[64];
+    uint64_t seq_alarm = 0, seq = 0;
     cr_assert(ne(ptr, mkdtemp(dir), NULL));
     start_persistent(dir);
     sync_subscription();
@@ -366,26 +395,55 @@ Test(engine, a_failed_journal_is_an_alarm_and_acknowledges_nothing)
     json_decref(b);
     cr_assert(eq(int, (int)stat_of("journal_failed"), 0));
 
-    /* The commit fails: the block is applied (lookups see it) but not
-     * acknowledged as durable, and the alarm goes out. */
+    /* The disk fills: the commit fails, the block is applied (lookups see
+     * it) but not acknowledged as durable, and the alarm goes out. */
+    atomic_store_explicit(&fail_fsync, true, memory_order_relaxed);     /* see the flag */
     atomic_store_explicit(&fail_fdatasync, true, memory_order_relaxed); /* see the flag */
     cr_assert(eq(int, crp_engine_block(engine, "lost-1", 6, "", 0, "test", NULL, NULL), CRP_IO));
     cr_assert(eq(int, lookup("lost-1").state, CRP_STATE_RESTRICTED));
     cr_assert(eq(int, (int)stat_of("journal_failed"), 1));
     cr_assert(ge(int, (int)stat_of("journal_errors"), 1));
-    b = next_event(2000, topic, sizeof topic, NULL);
+    b = next_event(2000, topic, sizeof topic, &seq_alarm);
     cr_assert(ne(ptr, b, NULL));
     cr_assert(eq(str, topic, "alarm.journal"));
     cr_assert(ne(ptr, strstr(str_of(b, "error"), "fdatasync"), NULL), "%s", str_of(b, "error"));
     json_decref(b);
 
-    /* The disk is back, but a failed journal never retries an fsync on
-     * the same data: still not acknowledged, until a snapshot heals it. */
+    /* The journal's disk is back, but a failed journal never retries an
+     * fsync on the same data: still not acknowledged. Nothing that is not
+     * durable is published: both blocks are held back (the sequence
+     * numbers below show that nothing went out after the alarm). */
     atomic_store_explicit(&fail_fdatasync, false, memory_order_relaxed); /* see the flag */
     cr_assert(eq(int, crp_engine_block(engine, "lost-2", 6, "", 0, "test", NULL, NULL), CRP_IO));
+    cr_assert(eq(int, lookup("lost-2").state, CRP_STATE_RESTRICTED));
+    cr_assert(eq(int, (int)stat_of("events_held"), 2));
 
-    /* The clean stop writes a snapshot and rotates, which carries the
-     * records of the failed batches; a new engine restores all three. */
+    /* The events thread tries to heal the journal with a snapshot; while
+     * fsync fails, the attempt fails and nothing is released. */
+    cr_assert(ge(i64, wait_stat("snapshot_errors", 1), 1));
+    cr_assert(eq(int, (int)stat_of("journal_failed"), 1));
+    cr_assert(eq(int, (int)stat_of("events_held"), 2));
+
+    /* Space returns: the next attempt heals the journal (the snapshot holds
+     * both blocks), and the held transitions are published in order, right
+     * after the alarm. New changes are acknowledged again. */
+    atomic_store_explicit(&fail_fsync, false, memory_order_relaxed); /* see the flag */
+    b = next_event(15000, topic, sizeof topic, &seq);
+    cr_assert(ne(ptr, b, NULL), "the held transitions were not published after the heal");
+    cr_assert(eq(str, topic, "state.blocked"));
+    cr_assert(eq(str, (char *)str_of(b, "connector_id"), "lost-1"));
+    cr_assert(eq(u64, seq, seq_alarm + 1));
+    json_decref(b);
+    b = next_event(2000, topic, sizeof topic, &seq);
+    cr_assert(ne(ptr, b, NULL));
+    cr_assert(eq(str, (char *)str_of(b, "connector_id"), "lost-2"));
+    cr_assert(eq(u64, seq, seq_alarm + 2));
+    json_decref(b);
+    cr_assert(eq(int, (int)stat_of("journal_failed"), 0));
+    cr_assert(eq(int, (int)stat_of("events_held"), 0));
+    cr_assert(eq(int, crp_engine_block(engine, "ok-2", 4, "", 0, "test", NULL, NULL), CRP_OK));
+
+    /* Everything survives a restart. */
     crp_engine_destroy(&engine);
     zmq_close(sub);
     sub = NULL;
@@ -393,8 +451,9 @@ Test(engine, a_failed_journal_is_an_alarm_and_acknowledges_nothing)
     cr_assert(eq(int, lookup("ok-1").state, CRP_STATE_RESTRICTED));
     cr_assert(eq(int, lookup("lost-1").state, CRP_STATE_RESTRICTED));
     cr_assert(eq(int, lookup("lost-2").state, CRP_STATE_RESTRICTED));
+    cr_assert(eq(int, lookup("ok-2").state, CRP_STATE_RESTRICTED));
     cr_assert(eq(int, (int)stat_of("journal_failed"), 0));
-    cr_assert(eq(int, crp_engine_block(engine, "ok-2", 4, "", 0, "test", NULL, NULL), CRP_OK));
+    cr_assert(eq(int, crp_engine_block(engine, "ok-3", 4, "", 0, "test", NULL, NULL), CRP_OK));
     crp_engine_destroy(&engine);
 
     char cmd[256];

@@ -18,10 +18,9 @@
  *                    line and publishes state.unblocked / state.blocked
  *   stats            crp_engine_stats_json, parsed
  *   save_alert_policy
- *                    keeps the edit in memory and logs it: the policy lasts
- *                    until the process exits. Durable policy edits belong
- *                    to the engine's journal (issue 5), which will take its
- *                    place here.
+ *                    crp_engine_save_alert_policy: journaled (a POLICY
+ *                    record) and applied by the events thread, returning
+ *                    once durable; a restart restores it
  *
  * Connector ids and tenants are bytes; in JSON and in tenant_of they take
  * the audit log's form (crp_json_bytes: UTF-8 as is, other bytes as the
@@ -49,10 +48,6 @@
 typedef struct crp_admin_engine {
     crp_engine *engine; /* borrowed */
     crp_audit *audit;   /* borrowed; NULL or disabled: no evidence at block time */
-    /* The last policy set-alert-policy saved, and by whom (in memory only). */
-    bool has_saved_policy;
-    crp_alert_policy saved_policy;
-    char saved_by[CRP_CONFIG_NAME_MAX];
 } crp_admin_engine;
 
 /* Fills *ae for an engine and its audit log (may be NULL), and *be with

@@ -82,6 +82,14 @@ crp_err crp_alert_policy_normalize(crp_alert_policy *p, char *why, size_t whylen
  * "recipients", "daily_limit"}. */
 json_t *crp_alert_policy_json(const crp_alert_policy *p);
 
+/* The inverse of crp_alert_policy_json, for a policy read back from the
+ * journal or a snapshot: len bytes of JSON with enabled, email, recipients
+ * (a string) and daily_limit ("name" and unknown keys are ignored), then
+ * crp_alert_policy_normalize. CRP_OK with *out set, or CRP_INVAL with a
+ * sentence in why (*out untouched). */
+crp_err crp_alert_policy_parse(const char *text, size_t len, crp_alert_policy *out, char *why,
+                               size_t whylen);
+
 /* Creates the alerts module with the policy, notify_command and identities
  * of cfg (copied: cfg may be freed afterwards). `audit` must outlive the
  * module; it may be NULL only when the policy is off (it counts as a

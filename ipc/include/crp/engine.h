@@ -182,6 +182,16 @@ typedef struct crp_engine_detail {
  * policy. CRP_OK, CRP_NOTFOUND, CRP_INVAL or CRP_TIMEOUT. */
 crp_err crp_engine_get(crp_engine *e, const char *id, size_t len, crp_engine_detail *out);
 
+/* Journals an alert-policy edit (set-alert-policy) and applies it to the
+ * sinks' alerts module, in the events thread, in order with the
+ * transitions. Returns once the journal commit covering it succeeded:
+ * CRP_OK; CRP_IO when the journal is failed (the policy is applied, and
+ * becomes durable with the next successful snapshot, but is not
+ * acknowledged); CRP_TIMEOUT; CRP_SYS. Without persistence it does nothing
+ * and returns CRP_OK (the caller applies the policy). A restart restores
+ * the newest saved policy over the config's [alerts]. Any thread. */
+crp_err crp_engine_save_alert_policy(crp_engine *e, const crp_alert_policy *p, const char *actor);
+
 /* Logging (crp_log) lives in crp/log.h, included above. */
 
 #endif
