@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "crp/clock.h"
+#include "crp/log.h"
 
 struct crp_audit {
     pthread_mutex_t mu; /* serializes writers: one line at a time */
@@ -436,6 +437,10 @@ static crp_err write_line_locked(crp_audit *a, const json_t *line, bool sync)
     /* json_dumps never emits a raw newline (it escapes control characters),
      * so the only newline is the terminator we put in place of the NUL. */
     text[len++] = '\n';
+    /* A full disk may take part of the line: it is cut off again, so the
+     * next line does not run on from a torn one (which would hide it from
+     * search). This process is the log's only writer (the pid file). */
+    off_t end = lseek(a->fd, 0, SEEK_END);
     while (off < len) {
         ssize_t w = write(a->fd, text + off, len - off);
         if (w < 0 && errno == EINTR)
@@ -446,6 +451,9 @@ static crp_err write_line_locked(crp_audit *a, const json_t *line, bool sync)
         }
         off += (size_t)w;
     }
+    if (err != CRP_OK && off > 0 && end >= 0 && ftruncate(a->fd, end) != 0)
+        crp_log(CRP_LOG_ERROR, "audit: %s: cannot cut a torn line at offset %lld: %s", a->path,
+                (long long)end, strerror(errno));
     free(text);
     if (err == CRP_OK && sync && !a->no_sync && fdatasync(a->fd) != 0)
         err = CRP_IO;

@@ -95,6 +95,7 @@ struct crp_events {
     crp_durable *durable;
     uint64_t *batch_last; /* per writer: its last note number in this batch */
     bool alarmed;         /* the journal failure has been reported */
+    bool audit_alarmed;   /* an audit-log failure has been reported */
     crp_note *held;       /* transitions not yet durable, in order */
     size_t held_n, held_cap;
     pthread_t thread;
@@ -253,7 +254,7 @@ static void publish(struct crp_events *ev, const char *topic, const char *body, 
 /* Writes the transition's audit line. Its "since" is the connector's since
  * after the change, as in the event (a manual block of a restricted
  * connector keeps the restriction's since). */
-static void audit_note(struct crp_events *ev, const crp_note *n)
+static crp_err audit_note(struct crp_events *ev, const crp_note *n)
 {
     crp_transition tr = n->tr;
     tr.at_ms = n->since_ms;
@@ -268,9 +269,10 @@ static void audit_note(struct crp_events *ev, const crp_note *n)
         .defer_sync = true, /* events_main commits a batch with one sync */
     };
     crp_err err = crp_audit_transition_line(ev->audit, &t);
-    if (err != CRP_OK)
+    if (err != CRP_OK && err != CRP_IO)
         crp_log(CRP_LOG_ERROR, "events: cannot write the audit line of a %s transition: %s",
                 crp_transition_kind_name(n->tr.kind), crp_strerror(err));
+    return err;
 }
 
 /* "Suspicious connector activity": a restriction by a rule, or what would
@@ -630,21 +632,37 @@ static void apply_policies(struct crp_events *ev, const crp_note *notes, size_t 
 }
 
 /* The transitions' audit lines (one sync for all), then their events,
- * log lines and alerts. */
-static void deliver(struct crp_events *ev, const crp_note *notes, size_t got)
+ * log lines and alerts. A transition whose audit line cannot be written
+ * (CRP_IO: a full or failing disk) is not published: delivery stops there
+ * and returns how many notes went out; the caller holds back the rest and
+ * tries again later. When the sync fails none counts as delivered (a retry
+ * may then write some lines twice, which beats losing one). */
+static size_t deliver(struct crp_events *ev, const crp_note *notes, size_t got)
 {
+    size_t n = got;
     if (ev->audit != NULL && got > 0) {
-        for (size_t i = 0; i < got; i++) {
-            if (notes[i].what == CRP_NOTE_TRANSITION)
-                audit_note(ev, &notes[i]);
+        for (size_t i = 0; i < got && n == got; i++) {
+            if (notes[i].what == CRP_NOTE_TRANSITION && audit_note(ev, &notes[i]) == CRP_IO)
+                n = i;
         }
         if (crp_audit_sync(ev->audit) != CRP_OK)
-            crp_log(CRP_LOG_ERROR, "events: cannot sync the audit log");
+            n = 0;
+        if (n < got && !ev->audit_alarmed) {
+            ev->audit_alarmed = true;
+            crp_log(CRP_LOG_ERROR,
+                    "ALARM the audit log cannot be written; transitions are applied (lookups "
+                    "answer with them) but held back from the events socket until their audit "
+                    "lines are written");
+        } else if (n == got && ev->audit_alarmed) {
+            ev->audit_alarmed = false;
+            crp_log(CRP_LOG_INFO, "the audit log can be written again");
+        }
     }
-    for (size_t i = 0; i < got; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (notes[i].what == CRP_NOTE_TRANSITION)
             handle_note(ev, &notes[i]);
     }
+    return n;
 }
 
 /* Keeps the batch's transitions until the journal heals. */
@@ -665,9 +683,9 @@ static void hold(struct crp_events *ev, const crp_note *notes, size_t got)
             if (atomic_fetch_add_explicit(&ev->c->events_held_dropped, 1, memory_order_relaxed) ==
                 0) /* statistics */
                 crp_log(CRP_LOG_ERROR,
-                        "events: %zu transitions are held back until the journal heals; later "
-                        "ones are applied and answered by lookups but will not be published or "
-                        "audited (counted in events_held_dropped)",
+                        "events: %zu transitions are held back until the disk takes them; "
+                        "later ones are applied and answered by lookups but will not be "
+                        "published or audited (counted in events_held_dropped)",
                         ev->held_n);
             continue;
         }
@@ -676,17 +694,26 @@ static void hold(struct crp_events *ev, const crp_note *notes, size_t got)
     atomic_store_explicit(&ev->c->events_held, ev->held_n, memory_order_relaxed); /* statistics */
 }
 
-/* After a snapshot: when it healed the journal, every held transition is
- * durable now, so it is audited and published. */
+/* Once the journal is healthy (a snapshot healed it, or it never failed
+ * and only the audit log did), every held transition is durable, so it is
+ * audited and published, as far as the audit log takes it. */
 static void release_held(struct crp_events *ev)
 {
-    if (ev->held_n == 0 || crp_journal_failed(ev->journal))
+    if (ev->held_n == 0 || (ev->journal != NULL && crp_journal_failed(ev->journal)))
         return;
-    crp_log(CRP_LOG_INFO, "events: publishing %zu transitions held back while the journal failed",
-            ev->held_n);
-    deliver(ev, ev->held, ev->held_n);
-    ev->held_n = 0;
-    atomic_store_explicit(&ev->c->events_held, 0, memory_order_relaxed); /* statistics */
+    size_t n = deliver(ev, ev->held, ev->held_n);
+    if (n > 0)
+        crp_log(CRP_LOG_INFO, "events: published %zu transitions that were held back", n);
+    memmove(ev->held, ev->held + n, (ev->held_n - n) * sizeof *ev->held);
+    ev->held_n -= n;
+    atomic_store_explicit(&ev->c->events_held, ev->held_n, memory_order_relaxed); /* statistics */
+}
+
+/* Something waits for the disk: a failed journal, or transitions held
+ * back (their journal records or audit lines could not be written). */
+static bool stuck(const struct crp_events *ev)
+{
+    return (ev->journal != NULL && crp_journal_failed(ev->journal)) || ev->held_n > 0;
 }
 
 static void *events_main(void *arg)
@@ -723,7 +750,7 @@ static void *events_main(void *arg)
             if (timeout < 0 || until < timeout)
                 timeout = until;
         }
-        if (ev->journal != NULL && crp_journal_failed(ev->journal)) {
+        if (stuck(ev)) {
             if (next_heal == 0)
                 next_heal = now_ms + heal_every;
             long until = next_heal > now_ms ? (long)(next_heal - now_ms) : 0;
@@ -765,10 +792,11 @@ static void *events_main(void *arg)
                 durable_update(ev, notes, got, journal_batch(ev, notes, got));
                 apply_policies(ev, notes, got);
             }
-            if (ev->journal != NULL && (crp_journal_failed(ev->journal) || ev->held_n > 0))
-                hold(ev, notes, got);
-            else
-                deliver(ev, notes, got);
+            size_t done = 0;
+            if (!stuck(ev))
+                done = deliver(ev, notes, got);
+            if (done < got)
+                hold(ev, notes + done, got - done);
         }
         /* Between batches: the snapshot sees every change journaled so
          * far, and the writers keep scoring while it is written. It is
@@ -776,12 +804,14 @@ static void *events_main(void *arg)
         now_ms = crp_clock_mono_ns() / 1000000u;
         bool heal = next_heal != 0 && now_ms >= next_heal;
         if ((snapshots && now_ms >= next_snapshot) || heal) {
-            take_snapshot(ev);
+            if ((snapshots && now_ms >= next_snapshot) ||
+                (ev->journal != NULL && crp_journal_failed(ev->journal)))
+                take_snapshot(ev);
             release_held(ev);
             now_ms = crp_clock_mono_ns() / 1000000u;
-            if (snapshots)
+            if (snapshots && now_ms >= next_snapshot)
                 next_snapshot = now_ms + ev->snapshot_every_ms;
-            if (!crp_journal_failed(ev->journal)) {
+            if (!stuck(ev)) {
                 next_heal = 0;
                 heal_every = HEAL_FIRST_MS;
             } else if (heal) {
@@ -792,13 +822,14 @@ static void *events_main(void *arg)
     }
     /* A clean stop: every writer has flushed, so a final snapshot holds
      * everything and the next start replays nothing. */
-    if (ev->journal != NULL && notes != NULL && ev->done >= ev->writers) {
-        take_snapshot(ev);
+    if (notes != NULL && ev->done >= ev->writers) {
+        if (ev->journal != NULL)
+            take_snapshot(ev);
         release_held(ev);
         if (ev->held_n > 0)
             crp_log(CRP_LOG_ERROR,
-                    "events: %zu transitions were never published: the journal did not heal "
-                    "before the stop, so they are not durable",
+                    "events: %zu transitions were never published: the disk did not take their "
+                    "journal records or audit lines before the stop",
                     ev->held_n);
     }
     if (ev->durable != NULL) {
