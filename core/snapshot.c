@@ -205,6 +205,7 @@ crp_err crp_snapshot_write(const crp_table *t, const char *dir, uint64_t covered
         info->covered_seq = covered_seq;
         info->records = records;
         info->duplicates = 0;
+        info->dropped = 0;
         info->bytes = w.off;
         info->created_ms = created;
     }
@@ -364,10 +365,27 @@ static crp_err apply_record(crp_table *t, const struct srec *s, uint64_t *dups)
     return CRP_OK;
 }
 
-/* One pass over the record blocks from off: validates (t == NULL) or
- * applies. The validating pass also feeds the body checksum. */
+/* Which records a pass over the blocks applies. The table never evicts a
+ * restricted, probation or dirty entry, so those go in first, when the
+ * table is empty; clean ACTIVE ones follow, and one the table has no room
+ * for (its probe window holds only entries that must stay) is dropped and
+ * counted: it is a connector with nothing against it, which the feed
+ * brings back. A restricted one that does not fit stops the load. */
+enum walk_pass {
+    WALK_VALIDATE = 0, /* t == NULL: check and feed the body checksum */
+    WALK_KEEP = 1,     /* apply the records the table must keep */
+    WALK_CLEAN = 2,    /* apply clean ACTIVE records, dropping what does not fit */
+};
+
+static bool must_keep(const struct srec *s)
+{
+    return s->e.state != CRP_STATE_ACTIVE || s->e.dirty;
+}
+
+/* One pass over the record blocks from off (enum walk_pass). */
 static crp_err walk_blocks(struct reader *rd, uint64_t off, unsigned char *blk, crp_table *t,
-                           XXH3_state_t *body, uint64_t *records, uint64_t *dups)
+                           enum walk_pass pass, XXH3_state_t *body, uint64_t *records,
+                           uint64_t *dups, uint64_t *dropped)
 {
     *records = 0;
     while (off < rd->size) {
@@ -386,8 +404,12 @@ static crp_err walk_blocks(struct reader *rd, uint64_t off, unsigned char *blk, 
                                (unsigned long long)(*records + i), (unsigned long long)off);
                 return CRP_BADFILE;
             }
-            if (t != NULL) {
+            if (pass != WALK_VALIDATE && must_keep(&s) == (pass == WALK_KEEP)) {
                 err = apply_record(t, &s, dups);
+                if (err != CRP_OK && pass == WALK_CLEAN && err != CRP_NOMEM) {
+                    (*dropped)++;
+                    err = CRP_OK;
+                }
                 if (err != CRP_OK) {
                     crp_io_set_msg(rd->errbuf, rd->errlen,
                                    "%s: offset %llu: the table refused record %llu (id %.*s): %s",
@@ -420,7 +442,7 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
     unsigned char hdr[SNAP_HDR];
     unsigned char *blk = NULL, *xbuf = NULL;
     uint32_t xlen = 0, xcount;
-    uint64_t records = 0, dups = 0, body_off;
+    uint64_t records = 0, dups = 0, dropped = 0, body_off;
     XXH3_state_t body;
     struct stat sb;
     char *path = NULL;
@@ -512,7 +534,7 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
             goto out_free_extra;
     }
     body_off = SNAP_HDR + SEC_HDR + (uint64_t)xlen;
-    err = walk_blocks(&rd, body_off, blk, NULL, &body, &records, &dups);
+    err = walk_blocks(&rd, body_off, blk, NULL, WALK_VALIDATE, &body, &records, &dups, &dropped);
     if (err != CRP_OK)
         goto out_free_extra;
     err = CRP_BADFILE;
@@ -529,7 +551,9 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
 
     /* Pass 2: apply. The blocks are checked again as they are read; a
      * difference now would be a failing disk, not a damaged file. */
-    err = walk_blocks(&rd, body_off, blk, t, NULL, &records, &dups);
+    err = walk_blocks(&rd, body_off, blk, t, WALK_KEEP, NULL, &records, &dups, &dropped);
+    if (err == CRP_OK)
+        err = walk_blocks(&rd, body_off, blk, t, WALK_CLEAN, NULL, &records, &dups, &dropped);
     if (err == CRP_BADFILE)
         err = CRP_IO;
     if (err != CRP_OK)
@@ -546,6 +570,7 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
         info->covered_seq = le_get64(hdr + 16);
         info->records = records;
         info->duplicates = dups;
+        info->dropped = dropped;
         info->bytes = rd.size;
         info->created_ms = le_get64(hdr + 40);
     }

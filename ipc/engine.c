@@ -756,6 +756,12 @@ static crp_err restore(crp_engine *e, const crp_engine_sinks *sinks, crp_journal
         snprintf(errbuf, errlen, "snapshot in %s: %s", dir, why);
         return err;
     }
+    if (info.dropped > 0)
+        crp_log(CRP_LOG_WARN,
+                "snapshot: %llu clean connectors did not fit the table (max_connectors %llu) "
+                "and were dropped; every restricted and probation connector was loaded",
+                (unsigned long long)info.dropped,
+                (unsigned long long)crp_table_capacity(e->table));
     /* The snapshot's extra blob is the alert policy when it was written. */
     rc.policy = extra;
     rc.policy_len = extra_len;

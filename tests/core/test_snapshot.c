@@ -306,6 +306,82 @@ Test(snapshot, empty_table_and_no_extra)
 /* Damage and fallback                                                       */
 /* ------------------------------------------------------------------------ */
 
+/* A snapshot loads into a smaller table (the operator lowered
+ * max_connectors, or the new seed clusters entries differently): every
+ * restricted connector is kept, the clean ones that do not fit are dropped
+ * and counted; restricted ones that cannot fit stop the load. */
+Test(snapshot, load_keeps_every_restriction_and_drops_clean_ones_that_do_not_fit)
+{
+    enum { R = 128, A = 160 };
+    crp_table *big = make_table(512, 1);
+    crp_entry e;
+    char id[32];
+    for (unsigned i = 0; i < R + A; i++) {
+        memset(&e, 0, sizeof e);
+        e.last_ms = 1000 + i;
+        /* Every other one is restricted, until there are R. */
+        if (i % 2 == 0 && i / 2 < R) {
+            e.state = CRP_STATE_RESTRICTED;
+            e.reasons = CRP_REASON_MALWARE;
+            e.since_ms = 5000 + i;
+            e.dirty = true;
+        } else {
+            e.state = CRP_STATE_ACTIVE;
+        }
+        int n = snprintf(id, sizeof id, "fit-%u", i);
+        put_entry(big, id, (size_t)n, "", 0, &e);
+    }
+    crp_table_stats st;
+    crp_table_stats_get(big, &st);
+    cr_assert(eq(u64, st.live, R + A));
+    cr_assert(eq(u64, st.restricted, R));
+    char why[512];
+    crp_snapshot_info info;
+    cr_assert(
+        eq(int, crp_snapshot_write(big, dir, 7, NULL, 0, NULL, &info, why, sizeof why), CRP_OK),
+        "%s", why);
+
+    /* Room for 128: exactly the restricted ones. A clean record read after
+     * them finds no entry it may evict; it is dropped, where a one-pass
+     * load in file order would have stopped. */
+    crp_table *small = make_table(R, 1);
+    uint64_t covered = 0;
+    cr_assert(eq(int,
+                 crp_snapshot_load(small, dir, CRP_SNAPSHOT_CURRENT, &covered, NULL, NULL, &info,
+                                   why, sizeof why),
+                 CRP_OK),
+              "%s", why);
+    crp_table_stats_get(small, &st);
+    cr_assert(eq(u64, st.restricted, R));
+    cr_assert(eq(u64, st.live, R));
+    cr_assert(eq(u64, info.dropped, A));
+    cr_assert(eq(u64, info.records, R + A));
+    for (unsigned i = 0; i < R + A; i++) {
+        crp_record rec;
+        int n = snprintf(id, sizeof id, "fit-%u", i);
+        crp_key k = crp_table_key(big, id, (size_t)n);
+        cr_assert(eq(int, crp_table_read(big, &k, &rec), CRP_OK));
+        if (rec.entry.state != CRP_STATE_RESTRICTED)
+            continue;
+        k = crp_table_key(small, id, (size_t)n);
+        cr_assert(eq(int, crp_table_read(small, &k, &rec), CRP_OK), "%s was dropped", id);
+        cr_assert(eq(int, rec.entry.state, CRP_STATE_RESTRICTED));
+        cr_assert(eq(u64, rec.entry.since_ms, 5000 + i));
+    }
+    crp_table_destroy(&small);
+
+    /* Room for 64: the restricted ones cannot all fit, and the load says so
+     * instead of dropping one. */
+    crp_table *tiny = make_table(64, 1);
+    cr_assert(eq(int,
+                 crp_snapshot_load(tiny, dir, CRP_SNAPSHOT_CURRENT, &covered, NULL, NULL, &info,
+                                   why, sizeof why),
+                 CRP_FULL));
+    cr_assert(ne(ptr, strstr(why, "the table refused record"), NULL), "%s", why);
+    crp_table_destroy(&tiny);
+    crp_table_destroy(&big);
+}
+
 static uint64_t offset_in(const char *msg)
 {
     const char *p = strstr(msg, ": offset ");

@@ -90,6 +90,7 @@ typedef struct crp_snapshot_info {
     uint64_t covered_seq;
     uint64_t records;    /* records in the file */
     uint64_t duplicates; /* load: records whose connector was already loaded */
+    uint64_t dropped;    /* load: clean ACTIVE connectors the table had no room for */
     uint64_t bytes;      /* size of the file */
     uint64_t created_ms; /* wall-clock time the write began */
 } crp_snapshot_info;
@@ -108,14 +109,19 @@ crp_err crp_snapshot_write(const crp_table *t, const char *dir, uint64_t covered
                            crp_snapshot_info *info, char *errbuf, size_t errlen);
 
 /* Validates the chosen snapshot file completely, then upserts every record
- * into t (which should be empty) and returns the covered sequence, and the
+ * into t (which should be empty) — first those the table never evicts
+ * (restricted, probation, dirty), then the clean ACTIVE ones, of which
+ * those the table has no room for are dropped (info->dropped): the table
+ * has a new seed, so entries cluster differently than they did when the
+ * file was written — and returns the covered sequence, and the
  * extra blob in *extra (malloc'd, the caller frees it; NULL when empty; pass
  * extra = NULL to ignore it).
  *
  * Returns CRP_OK; CRP_NOTFOUND when the file does not exist; CRP_BADFILE
  * with errbuf naming the file and the byte offset of the damage (the table
  * is untouched); CRP_IO on a read error; or the table's error (CRP_FULL,
- * CRP_IDS_FULL, CRP_TENANTS_FULL) when t cannot hold the records — t is
+ * CRP_IDS_FULL, CRP_TENANTS_FULL) when t cannot hold the records it must
+ * keep — t is
  * then partly loaded and should be destroyed. Caller: the only writer of t.
  */
 crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which which,
