@@ -346,6 +346,13 @@ static void reload_alerts(running *run, const crp_config *next)
             "reload: alert policy from the file: enabled=%s email=%s recipients=%s "
             "daily_limit=%u",
             p.enabled ? "on" : "off", p.email ? "on" : "off", p.recipients, p.daily_limit);
+    /* Journaled like an admin's edit, so a restart keeps it. */
+    crp_err err = crp_engine_save_alert_policy(run->engine, &p, "SIGHUP");
+    if (err != CRP_OK)
+        crp_log(CRP_LOG_WARN,
+                "reload: the alert policy is applied but not yet durable (%s); the next "
+                "snapshot that succeeds keeps it",
+                crp_strerror(err));
 }
 
 static void reload(running *run, const char *config_path)
