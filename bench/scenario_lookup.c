@@ -35,15 +35,33 @@
  *             table's page size; ratio_p50_vs_dram = p50 / dram p50.
  * Every result is checked against the population (restricted for the
  * compromised, active otherwise; unknown when the table evicted it).
+ *
+ * With --with-feed-saturation (issue 5, "Feed faster than scoring"), after
+ * all that, on the same daemon: ipc single lookups (the ipc client, as
+ * above) for --seconds with the feed quiet, then for --seconds while
+ * --feed-producers threads PUSH pre-built frames to the daemon's feed as
+ * fast as it takes them, so that its scoring queues are full and the feed
+ * waits on them (its feed_backpressure counter grows); shm single lookups
+ * for a quarter of --seconds after each. The frames name known connectors
+ * (clean ones send clean messages only: the pool is replayed, see
+ * feedgen.h) and, one frame in SAT_NEW_EVERY, new ones (at most half the
+ * table's free room, so nothing is evicted). Each producer has its own id
+ * and sequence. The daemon's stats at the start and the end of the
+ * saturated phase give the events applied and the push-back waits in it.
  */
 #define _DEFAULT_SOURCE
 
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <zmq.h>
 
 #include "bench.h"
 #include "connrep.h"
@@ -68,6 +86,20 @@
 #define TARGET_BATCH_VS_REDIS_PIPE 1.0
 #define REDIS_PIPELINE             64u
 
+/* The saturating feed of --with-feed-saturation (issue 5). */
+#define SAT_PRODUCERS_MAX 8u
+#define SAT_POOL_MIB      64u  /* pre-built frames, at most */
+#define SAT_NEW_EVERY     16u  /* one pool frame in this many names new connectors */
+#define SAT_SNDHWM        16   /* frames queued in each producer's socket */
+#define SAT_SNDTIMEO_MS   20   /* a blocked send looks at the stop flag this often */
+#define SAT_WARMUP_S      5.0  /* at most, waiting for the first push-back */
+#define SAT_POLL_MS       10u  /* while waiting for it */
+#define SAT_SHM_SHARE     0.25 /* shm lookups: this share of --seconds per phase */
+
+/* Salts of the saturating feed's PRNG stream and of its new ids. */
+#define SAT_SALT_KNOWN 0x7361742d6b6e6f77ull /* "sat-know" */
+#define SAT_SALT_NEW   0x7361742d6e657721ull /* "sat-new!" */
+
 typedef struct lookup_cfg {
     bench_common c;
     uint64_t connectors;
@@ -76,6 +108,8 @@ typedef struct lookup_cfg {
     uint64_t batch;
     uint64_t tenants;
     double bad_ratio;
+    bool with_feed_saturation;
+    uint64_t feed_producers;
 } lookup_cfg;
 
 static const char lookup_description[] =
@@ -93,7 +127,19 @@ static const char lookup_description[] =
     "operator would run instead: Debian's redis-server, started on a unix socket\n"
     "in the temp dir with persistence off, GET and INCR of the same keys over\n"
     "hiredis, unpipelined and 64 deep (skipped, saying why, when redis-server\n"
-    "is not installed). The daemon and Redis are always stopped.";
+    "is not installed). The daemon and Redis are always stopped.\n"
+    "\n"
+    "--with-feed-saturation (issue 5) adds, after the rest: connrep_lookup() round\n"
+    "trips over ipc, one at a time, for --seconds with the feed quiet, then for\n"
+    "--seconds while --feed-producers threads PUSH frames of 1000 events (random\n"
+    "known connectors, clean ones sending clean messages; one frame in 16 of new\n"
+    "connectors, up to half the table's free room) to the daemon's feed as fast as\n"
+    "it takes them, so its scoring queues stay full; then shm lookups for a\n"
+    "quarter of --seconds in each phase. Reported under \"saturation\": p50, p99,\n"
+    "p99.9 of both phases and their p99 ratio, events applied/s and push-back\n"
+    "waits (feed_backpressure: the feed waited for a full scoring queue) during\n"
+    "the saturated phase. With the flag the daemon's [scoring] sending limits are\n"
+    "raised out of the way (as in ingest), so the replayed feed restricts no one.";
 
 /* ---- Accumulators ------------------------------------------------------------ */
 
@@ -172,6 +218,7 @@ typedef struct lookup_ctx {
     uint64_t bad, fill_events;
     double fill_s, publish_wait_s;
     uint64_t in_table, restricted, evictions, lookups_counted;
+    struct sat_result *sat; /* --with-feed-saturation only */
 } lookup_ctx;
 
 static void check_one(const lookup_ctx *x, lookup_check *c, uint32_t i, int state)
@@ -669,6 +716,336 @@ static bool run_rounds(lookup_ctx *x)
     return true;
 }
 
+/* ---- Feed saturation (--with-feed-saturation) ------------------------------------ */
+
+/* The saturating feed's frames, built once and replayed, like ingest's
+ * pool. Producer k owns the frames k, k + P, k + 2P, ...: it rewrites
+ * their headers (its id, its next sequence) before each send, so no frame
+ * is written by two threads. */
+typedef struct sat_pool {
+    unsigned char *mem;
+    size_t stride;
+    size_t n;
+    size_t *len;
+    uint32_t *count;
+    uint64_t new_ids;  /* distinct new connectors the frames name */
+    size_t new_frames; /* frames that name them */
+} sat_pool;
+
+typedef struct sat_producer {
+    pthread_t thread;
+    bool started;
+    void *sock; /* PUSH to the daemon's feed; the thread's once started, closed by it */
+    sat_pool *pool;
+    size_t first, step;
+    uint64_t id, seq;
+    const _Atomic bool *stop;
+    /* Written by the thread, read after the join. */
+    uint64_t frames, events;
+    int error; /* errno of a failed send, 0 if none */
+} sat_producer;
+
+/* One phase's lookups: the ipc and shm measurement functions above, on
+ * the scenario's own clients (borrowed), into histograms of their own. */
+typedef struct sat_phase {
+    zpath z;
+    spath s;
+    double seconds;      /* wall time of the phase, ipc and shm */
+    uint64_t applied;    /* events_applied delta over the phase */
+    uint64_t pushback;   /* feed_backpressure delta over the phase */
+    double daemon_cores; /* the daemon's CPU time over the phase / its wall time */
+    double daemon_wait_cores;
+} sat_phase;
+
+typedef struct sat_result {
+    sat_phase quiet, busy;
+    uint64_t producers;
+    uint64_t pool_frames, new_ids, new_frames, frame_events;
+    uint64_t frames_sent, events_sent;
+    double warmup_s;    /* producers started -> the first push-back seen */
+    bool pushback_seen; /* before the saturated phase began */
+} sat_result;
+
+static bool sat_pool_build(lookup_ctx *x, uint64_t capacity, sat_pool *p)
+{
+    const lookup_cfg *cfg = x->cfg;
+    /* The known connectors' generator: a shallow copy of x->g that borrows
+     * its ids (never finalized), replayed so that clean connectors send
+     * clean messages only and keep their state, with its own PRNG stream. */
+    bench_feedgen known = x->g;
+    known.o.replayed = true;
+    known.rng = bench_mix64(cfg->c.seed ^ SAT_SALT_KNOWN);
+    bench_feedgen fresh;
+    memset(&fresh, 0, sizeof(fresh));
+    uint64_t room = capacity > cfg->connectors ? capacity - cfg->connectors : 0;
+    p->new_ids = room / 2;
+    if (p->new_ids > 0) {
+        bench_feedgen_opts o = known.o;
+        o.connectors = p->new_ids;
+        o.seed = bench_mix64(cfg->c.seed ^ SAT_SALT_NEW); /* ids no one has */
+        o.bad_ratio = 0;
+        if (!bench_feedgen_init(&fresh, &o, 1))
+            return false;
+    }
+    p->stride = (bench_feedgen_frame_cap(&known) + 63u) & ~(size_t)63u;
+    uint64_t want = (cfg->connectors + known.o.batch - 1) / known.o.batch;
+    uint64_t limit = ((uint64_t)SAT_POOL_MIB << 20) / p->stride;
+    if (want > limit)
+        want = limit;
+    if (want < 16)
+        want = 16;
+    p->n = (size_t)want;
+    p->mem = malloc(p->n * p->stride);
+    p->len = calloc(p->n, sizeof(*p->len));
+    p->count = calloc(p->n, sizeof(*p->count));
+    bool ok = p->mem != NULL && p->len != NULL && p->count != NULL;
+    for (size_t i = 0; ok && i < p->n; i++) {
+        bool new_frame = p->new_ids > 0 && i % SAT_NEW_EVERY == SAT_NEW_EVERY - 1;
+        bench_feedgen *g = new_frame ? &fresh : &known;
+        p->count[i] = known.o.batch;
+        p->len[i] =
+            bench_feedgen_traffic(g, p->mem + i * p->stride, p->stride, 0, 0, 0, p->count[i]);
+        p->new_frames += new_frame;
+        ok = p->len[i] > 0;
+    }
+    bench_feedgen_fini(&fresh);
+    if (!ok)
+        fprintf(stderr, "connrep-bench lookup: cannot build the saturating feed's frames\n");
+    return ok;
+}
+
+static void sat_pool_free(sat_pool *p)
+{
+    free(p->mem);
+    free(p->len);
+    free(p->count);
+    memset(p, 0, sizeof(*p));
+}
+
+/* A producer thread: its frames in a loop, each send waiting while the
+ * socket's queue is full (the daemon's push-back), until the stop flag. */
+static void *sat_producer_main(void *arg)
+{
+    sat_producer *pr = arg;
+    sat_pool *p = pr->pool;
+    size_t i = pr->first;
+    while (!atomic_load_explicit(pr->stop, memory_order_relaxed)) {
+        unsigned char *f = p->mem + i * p->stride;
+        crp_feed_encode_header(f, CRP_FEED_HEADER_SIZE, pr->id, pr->seq, p->count[i]);
+        if (zmq_send(pr->sock, f, p->len[i], 0) != (int)p->len[i]) {
+            /* EAGAIN: the queue stayed full for SAT_SNDTIMEO_MS; the same
+             * frame goes again after a look at the stop flag. */
+            if (errno == EAGAIN || errno == EINTR)
+                continue;
+            pr->error = errno;
+            break;
+        }
+        pr->seq++;
+        pr->frames++;
+        pr->events += p->count[i];
+        i += pr->step;
+        if (i >= p->n)
+            i = pr->first;
+    }
+    zmq_close(pr->sock);
+    pr->sock = NULL;
+    return NULL;
+}
+
+static void *sat_socket(bench_daemon *d)
+{
+    void *s = zmq_socket(d->zctx, ZMQ_PUSH);
+    if (s == NULL)
+        return NULL;
+    /* A short queue: what is queued when the phase ends is dropped (linger
+     * 0) rather than left for the daemon to drain. */
+    int zero = 0, hwm = SAT_SNDHWM, timeout = SAT_SNDTIMEO_MS;
+    (void)zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
+    (void)zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    (void)zmq_setsockopt(s, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
+    if (zmq_connect(s, d->feed_ep) != 0) {
+        fprintf(stderr, "connrep-bench lookup: connect %s: %s\n", d->feed_ep, zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Stops and joins every producer started; false when one of them failed. */
+static bool sat_producers_stop(sat_producer *pr, size_t n, _Atomic bool *stop, sat_result *r)
+{
+    atomic_store_explicit(stop, true, memory_order_relaxed); /* a flag polled in a loop */
+    bool ok = true;
+    for (size_t k = 0; k < n; k++) {
+        if (pr[k].started)
+            pthread_join(pr[k].thread, NULL);
+        else if (pr[k].sock != NULL)
+            zmq_close(pr[k].sock);
+        pr[k].started = false;
+        pr[k].sock = NULL;
+        r->frames_sent += pr[k].frames;
+        r->events_sent += pr[k].events;
+        if (pr[k].error != 0) {
+            fprintf(stderr, "connrep-bench lookup: feed producer %zu: %s\n", k,
+                    zmq_strerror(pr[k].error));
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+static bool sat_counters(bench_daemon *d, uint64_t *applied, uint64_t *pushback)
+{
+    char *s = bench_daemon_stats(d, 5000);
+    if (s == NULL) {
+        fprintf(stderr, "connrep-bench lookup: the daemon does not answer stats requests\n");
+        return false;
+    }
+    bool ok = bench_stats_get(s, "events_applied", applied) &&
+              bench_stats_get(s, "feed_backpressure", pushback);
+    free(s);
+    if (!ok)
+        fprintf(stderr, "connrep-bench lookup: no events_applied or feed_backpressure in the "
+                        "daemon's stats\n");
+    return ok;
+}
+
+static void sat_pause_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void sat_phase_init(lookup_ctx *x, sat_phase *ph, const char *name, uint64_t cursor)
+{
+    ph->z.name = name;
+    ph->z.client = x->z[0].client;
+    snprintf(ph->z.endpoint, sizeof(ph->z.endpoint), "%s", x->z[0].endpoint);
+    ph->z.cursor = cursor;
+    bench_hist_init(&ph->z.single);
+    ph->s.client = x->s.client;
+    snprintf(ph->s.endpoint, sizeof(ph->s.endpoint), "%s", x->s.endpoint);
+    ph->s.cursor = cursor;
+    bench_hist_init(&ph->s.single);
+    bench_hist_init(&ph->s.block);
+}
+
+/* One phase: ipc lookups for --seconds, then shm lookups, with the
+ * daemon's counters and CPU time around both. */
+static bool sat_measure(lookup_ctx *x, bench_daemon *d, sat_phase *ph)
+{
+    double secs = x->cfg->c.seconds;
+    uint64_t a0, b0, a1, b1;
+    bench_cpu c0, c1, acc;
+    memset(&acc, 0, sizeof(acc));
+    if (!sat_counters(d, &a0, &b0))
+        return false;
+    bool have_cpu = bench_cpu_read(d->pid, &c0);
+    uint64_t t0 = bench_now_ns();
+    if (!z_single(x, &ph->z, secs) || !s_chain(x, &ph->s, secs * SAT_SHM_SHARE))
+        return false;
+    uint64_t t1 = bench_now_ns();
+    if (have_cpu && bench_cpu_read(d->pid, &c1))
+        bench_cpu_add_delta(&acc, &c0, &c1);
+    if (!sat_counters(d, &a1, &b1))
+        return false;
+    ph->seconds = (double)(t1 - t0) / 1e9;
+    ph->applied = a1 - a0;
+    ph->pushback = b1 - b0;
+    ph->daemon_cores = (double)bench_cpu_total(&acc) / 1e9 / ph->seconds;
+    ph->daemon_wait_cores = (double)bench_cpu_total_wait(&acc) / 1e9 / ph->seconds;
+    return true;
+}
+
+/* The saturated phase: producers started, the first push-back awaited, the
+ * lookups measured, the producers stopped and joined (also on failure),
+ * then the daemon left to drain what was queued. */
+static bool sat_busy(lookup_ctx *x, bench_daemon *d, sat_pool *pool, sat_result *r)
+{
+    sat_producer pr[SAT_PRODUCERS_MAX];
+    _Atomic bool stop;
+    memset(pr, 0, sizeof(pr));
+    atomic_init(&stop, false);
+    size_t np = (size_t)r->producers;
+    uint64_t base_id = bench_feedgen_producer_id(), applied, pushback0, pushback;
+    bool ok = sat_counters(d, &applied, &pushback0);
+    for (size_t k = 0; ok && k < np; k++) {
+        pr[k] = (sat_producer){
+            .pool = pool,
+            .first = k,
+            .step = np,
+            .id = bench_mix64(base_id + k) | 1u, /* non-zero, one per thread */
+            .seq = 1,
+            .stop = &stop,
+        };
+        pr[k].sock = sat_socket(d);
+        ok = pr[k].sock != NULL &&
+             pthread_create(&pr[k].thread, NULL, sat_producer_main, &pr[k]) == 0;
+        pr[k].started = ok;
+    }
+    uint64_t t0 = bench_now_ns();
+    while (ok && !r->pushback_seen && (double)(bench_now_ns() - t0) / 1e9 < SAT_WARMUP_S) {
+        sat_pause_ms(SAT_POLL_MS);
+        ok = sat_counters(d, &applied, &pushback);
+        r->pushback_seen = ok && pushback > pushback0;
+    }
+    r->warmup_s = (double)(bench_now_ns() - t0) / 1e9;
+    if (ok && !r->pushback_seen)
+        fprintf(stderr,
+                "connrep-bench lookup: no push-back from the daemon after %.0f s of feed; "
+                "measuring anyway (see saturation.feed_backpressure)\n",
+                SAT_WARMUP_S);
+    if (ok) {
+        bench_progress("saturation: feed saturated after %.2f s; lookups, %.1f s ipc + %.2f s shm",
+                       r->warmup_s, x->cfg->c.seconds, x->cfg->c.seconds * SAT_SHM_SHARE);
+        ok = sat_measure(x, d, &r->busy);
+    }
+    if (!sat_producers_stop(pr, np, &stop, r))
+        ok = false;
+    /* What the daemon's feed socket still holds is applied after the
+     * phase; wait for it so that the daemon stops idle. */
+    uint64_t last, at;
+    (void)bench_daemon_wait(d, "events_applied", UINT64_MAX, 20, 0.5, 60.0, &last, &at);
+    return ok;
+}
+
+static bool sat_run(lookup_ctx *x, bench_daemon *d)
+{
+    sat_result *r = x->sat;
+    sat_pool pool;
+    memset(&pool, 0, sizeof(pool));
+    r->producers = x->cfg->feed_producers;
+    bench_progress("saturation: building the feed's frames");
+    bool ok = sat_pool_build(x, d->capacity, &pool);
+    r->pool_frames = pool.n;
+    r->new_ids = pool.new_ids;
+    r->new_frames = pool.new_frames;
+    r->frame_events = x->g.o.batch;
+    uint64_t n = x->cfg->connectors;
+    sat_phase_init(x, &r->quiet, "ipc", 0);
+    sat_phase_init(x, &r->busy, "ipc", n / 2);
+    if (ok) {
+        bench_progress("saturation: quiet feed; lookups, %.1f s ipc + %.2f s shm",
+                       x->cfg->c.seconds, x->cfg->c.seconds * SAT_SHM_SHARE);
+        ok = sat_measure(x, d, &r->quiet);
+    }
+    if (ok) {
+        bench_progress("saturation: %" PRIu64 " producer(s), %zu frames of %" PRIu64
+                       " events (%zu of %" PRIu64 " new connectors)",
+                       r->producers, pool.n, r->frame_events, pool.new_frames, pool.new_ids);
+        ok = sat_busy(x, d, &pool, r);
+    }
+    sat_pool_free(&pool);
+    if (ok)
+        bench_progress("saturation: p99 ipc %.1f us quiet, %.1f us saturated; %.2fM events/s "
+                       "applied, %" PRIu64 " push-back waits",
+                       bench_hist_quantile(&r->quiet.z.single, 0.99) / 1e6,
+                       bench_hist_quantile(&r->busy.z.single, 0.99) / 1e6,
+                       (double)r->busy.applied / r->busy.seconds / 1e6, r->busy.pushback);
+    return ok;
+}
+
 /* ---- Output ------------------------------------------------------------------------- */
 
 /* Lookups per second of a batch path: the batch size over the median call. */
@@ -830,6 +1207,76 @@ static void json_redis(bench_json *j, const lookup_ctx *x)
     bench_json_object_end(j);
 }
 
+/* The "saturation" object: ipc (and shm) single lookups with the feed
+ * quiet and saturated, and what the feed did meanwhile. */
+static void json_sat_lat(bench_json *j, const char *prefix, const bench_hist *q,
+                         const bench_hist *b, int decimals)
+{
+    static const struct {
+        const char *name;
+        double q;
+    } f[] = {{"p50_us", 0.5}, {"p99_us", 0.99}, {"p999_us", 0.999}};
+    char key[64];
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        snprintf(key, sizeof(key), "%squiet_%s", prefix, f[i].name);
+        bench_json_num(j, key, bench_hist_quantile(q, f[i].q) / 1e6, decimals);
+    }
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        snprintf(key, sizeof(key), "%ssaturated_%s", prefix, f[i].name);
+        bench_json_num(j, key, bench_hist_quantile(b, f[i].q) / 1e6, decimals);
+    }
+    snprintf(key, sizeof(key), "%sratio_p99", prefix);
+    bench_json_num(j, key, bench_ratio(bench_hist_quantile(b, 0.99), bench_hist_quantile(q, 0.99)),
+                   3);
+    snprintf(key, sizeof(key), "%slookups_quiet", prefix);
+    bench_json_u64(j, key, q->count);
+    snprintf(key, sizeof(key), "%slookups_saturated", prefix);
+    bench_json_u64(j, key, b->count);
+}
+
+static void json_sat(bench_json *j, const lookup_ctx *x)
+{
+    const sat_result *r = x->sat;
+    const sat_phase *q = &r->quiet, *b = &r->busy;
+    bench_json_object_begin(j, "saturation");
+    json_sat_lat(j, "", &q->z.single, &b->z.single, 2);
+    bench_json_num(j, "feed_events_per_s", (double)b->applied / b->seconds, 0);
+    bench_json_u64(j, "feed_backpressure", b->pushback);
+    bench_json_bool(j, "feed_saturated", b->pushback > 0);
+    json_sat_lat(j, "shm_", &q->s.single, &b->s.single, 4);
+    bench_json_num(j, "seconds_ipc", x->cfg->c.seconds, 2);
+    bench_json_num(j, "seconds_shm", x->cfg->c.seconds * SAT_SHM_SHARE, 2);
+    bench_json_num(j, "quiet_s", q->seconds, 2);
+    bench_json_num(j, "saturated_s", b->seconds, 2);
+    bench_json_u64(j, "events_applied_quiet", q->applied);
+    bench_json_u64(j, "events_applied_saturated", b->applied);
+    bench_json_u64(j, "feed_producers", r->producers);
+    bench_json_u64(j, "feed_frame_events", r->frame_events);
+    bench_json_u64(j, "feed_pool_frames", r->pool_frames);
+    bench_json_u64(j, "feed_new_frames", r->new_frames);
+    bench_json_u64(j, "feed_new_connectors", r->new_ids);
+    bench_json_u64(j, "feed_frames_sent", r->frames_sent);
+    bench_json_u64(j, "feed_events_sent", r->events_sent);
+    bench_json_num(j, "feed_warmup_s", r->warmup_s, 2);
+    bench_json_num(j, "daemon_cpu_cores_quiet", q->daemon_cores, 2);
+    bench_json_num(j, "daemon_cpu_cores_saturated", b->daemon_cores, 2);
+    bench_json_num(j, "daemon_runqueue_wait_cores_saturated", b->daemon_wait_cores, 2);
+    bench_json_u64(j, "errors", q->z.errors + b->z.errors + q->s.errors + b->s.errors);
+    bench_json_u64(j, "results_unknown",
+                   q->z.check.unknown + b->z.check.unknown + q->s.check.unknown +
+                       b->s.check.unknown);
+    bench_json_u64(j, "results_wrong",
+                   q->z.check.wrong + b->z.check.wrong + q->s.check.wrong + b->s.check.wrong);
+    bench_json_str(j, "method",
+                   "connrep_lookup() round trips over ipc, one at a time, each timed alone, for "
+                   "seconds_ipc with the feed quiet, then for seconds_ipc while feed_producers "
+                   "threads PUSH frames as fast as the daemon takes them (known connectors, one "
+                   "frame in 16 of new ones); shm: the dependent chain, seconds_shm after each; "
+                   "feed figures from the daemon's stats over the saturated phase; sending "
+                   "limits raised");
+    bench_json_object_end(j);
+}
+
 static void lookup_json(const lookup_ctx *x, const bench_daemon *d, const bench_machine *m,
                         int exit_status, double run_s)
 {
@@ -841,6 +1288,8 @@ static void lookup_json(const lookup_ctx *x, const bench_daemon *d, const bench_
     json_zpath(&j, x, &x->z[1]);
     json_spath(&j, x, &x->s);
     json_redis(&j, x);
+    if (x->sat != NULL)
+        json_sat(&j, x);
     bench_json_u64(&j, "connectors", cfg->connectors);
     bench_json_u64(&j, "capacity", d->capacity);
     bench_json_u64(&j, "shards", d->shards);
@@ -887,6 +1336,42 @@ static void human_zpath(const lookup_ctx *x, const zpath *p)
            batch_rate(&p->base_batch, x->cfg->batch) / 1e6);
 }
 
+static void human_sat(const lookup_ctx *x)
+{
+    const sat_result *r = x->sat;
+    const sat_phase *q = &r->quiet, *b = &r->busy;
+    printf("feed saturation: %" PRIu64 " producer(s), frames of %" PRIu64
+           " events (1 in %u of new connectors); ipc %.2f s, shm %.2f s per phase\n",
+           r->producers, r->frame_events, SAT_NEW_EVERY, x->cfg->c.seconds,
+           x->cfg->c.seconds * SAT_SHM_SHARE);
+    printf("%-14s %9s %9s %9s %10s\n", "us", "p50", "p99", "p99.9", "lookups");
+    const struct {
+        const char *name;
+        const bench_hist *h;
+        int decimals;
+    } rows[] = {
+        {"ipc quiet", &q->z.single, 2},
+        {"ipc saturated", &b->z.single, 2},
+        {"shm quiet", &q->s.single, 4},
+        {"shm saturated", &b->s.single, 4},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        int dp = rows[i].decimals;
+        printf("%-14s %9.*f %9.*f %9.*f %10" PRIu64 "\n", rows[i].name, dp,
+               bench_hist_quantile(rows[i].h, 0.5) / 1e6, dp,
+               bench_hist_quantile(rows[i].h, 0.99) / 1e6, dp,
+               bench_hist_quantile(rows[i].h, 0.999) / 1e6, rows[i].h->count);
+    }
+    printf("p99 saturated / quiet: ipc %.2f, shm %.2f; feed %.2fM events/s applied, %" PRIu64
+           " push-back waits%s; daemon CPU %.2f cores (quiet %.2f)\n",
+           bench_ratio(bench_hist_quantile(&b->z.single, 0.99),
+                       bench_hist_quantile(&q->z.single, 0.99)),
+           bench_ratio(bench_hist_quantile(&b->s.single, 0.99),
+                       bench_hist_quantile(&q->s.single, 0.99)),
+           (double)b->applied / b->seconds / 1e6, b->pushback,
+           b->pushback > 0 ? "" : " (NOT saturated)", b->daemon_cores, q->daemon_cores);
+}
+
 static void lookup_human(const lookup_ctx *x, const bench_daemon *d, const bench_machine *m)
 {
     const lookup_cfg *cfg = x->cfg;
@@ -919,6 +1404,8 @@ static void lookup_human(const lookup_ctx *x, const bench_daemon *d, const bench
     } else {
         printf("redis: skipped: %s\n", rp->skip);
     }
+    if (x->sat != NULL)
+        human_sat(x);
     printf("targets: ipc/tcp p50 <= %.1fx echo; shm p50 <= %.1fx dram (%s pages), p99.9 < %.1f "
            "us\n",
            TARGET_RATIO_P50, TARGET_SHM_VS_DRAM, s->probe_huge ? "2M" : "4K", TARGET_SHM_P999_US);
@@ -955,11 +1442,20 @@ static int lookup_run_all(lookup_cfg *cfg, const bench_machine *m, uint64_t run_
     }
     x->cfg = cfg;
     x->overhead_ns = bench_clock_overhead_ns();
+    if (cfg->with_feed_saturation && (x->sat = calloc(1, sizeof(*x->sat))) == NULL)
+        goto out;
     bench_progress("lookup: generating %" PRIu64 " ids", cfg->connectors);
     if (!ctx_build(x))
         goto out;
     if (!bench_daemon_init(d))
         goto out;
+    if (x->sat != NULL) {
+        /* The saturating feed replays frames at full speed over the
+         * population: the sending limits would restrict every connector for
+         * its volume within seconds (see scenario_ingest.c). */
+        bench_daemon_set(d, "scoring", "recipients_per_hour", "1000000000000");
+        bench_daemon_set(d, "scoring", "recipients_per_day", "1000000000000");
+    }
     bench_daemon_opts dopts = {
         .connectors = cfg->connectors,
         .shards = (unsigned)cfg->shards,
@@ -1010,6 +1506,8 @@ static int lookup_run_all(lookup_cfg *cfg, const bench_machine *m, uint64_t run_
     if (!run_rounds(x))
         goto out;
     daemon_facts(x, d);
+    if (x->sat != NULL && !sat_run(x, d))
+        goto out;
     rc = BENCH_EXIT_OK;
 
 out:
@@ -1029,6 +1527,7 @@ out:
         else
             lookup_human(x, d, m);
     }
+    free(x->sat);
     free(d);
     free(x);
     return rc;
@@ -1045,6 +1544,7 @@ static int lookup_main(int argc, char **argv)
     cfg.batch = 1000;
     cfg.tenants = 16;
     cfg.bad_ratio = 0.001;
+    cfg.feed_producers = 1;
     const bench_opt opts[] = {
         {"connectors", BENCH_OPT_U64, &cfg.connectors, "N", "connectors filled and looked up", 1000,
          16777216.0},
@@ -1058,6 +1558,10 @@ static int lookup_main(int argc, char **argv)
          "fraction of connectors restricted by the fill", 0, 1},
         {"tenants", BENCH_OPT_U64, &cfg.tenants, "T", "distinct tenants", 1,
          BENCH_FEEDGEN_TENANTS_MAX},
+        {"with-feed-saturation", BENCH_OPT_FLAG, &cfg.with_feed_saturation, NULL,
+         "also measure ipc and shm lookups quiet vs under a saturating feed", 0, 0},
+        {"feed-producers", BENCH_OPT_U64, &cfg.feed_producers, "P",
+         "feed producer threads of --with-feed-saturation", 1, SAT_PRODUCERS_MAX},
     };
     const size_t nopts = sizeof(opts) / sizeof(opts[0]);
     if (!bench_opts_parse(&cfg.c, opts, nopts, argc, argv))
