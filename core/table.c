@@ -73,24 +73,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TABLE_MAGIC      0x314c424154505243ull /* "CRPTABL1" little-endian */
-#define TABLE_VERSION    1u
-#define HEADER_SIZE      4096u
-#define PROBE_MAX        256u
-#define VICTIM_SCAN      32u
-#define ID_INLINE        40u
-#define POOL_CELL        256u
-#define POOL_EVERY       64u /* one long-id cell per this many slots */
-#define TENANT_CAP       4096u
-#define MAX_SHARDS       256u
+#define TABLE_MAGIC   0x314c424154505243ull /* "CRPTABL1" little-endian */
+#define TABLE_VERSION 1u
+#define HEADER_SIZE   4096u
+#define PROBE_MAX     256u
+#define VICTIM_SCAN   32u
+#define ID_INLINE     40u
+#define POOL_CELL     256u
+#define POOL_EVERY    64u   /* one long-id cell per this many slots */
+#define POOL_SCAN     4096u /* slots searched for a long id to evict, at most */
+#define TENANT_CAP    4096u
+#define MAX_SHARDS    256u
 /* A snapshot read spins briefly, then yields, and gives up (CRP_BUSY) only
  * after READ_GIVE_UP_NS: a writer's critical section is a few dozen stores,
  * so only a preempted or dead writer (a crashed engine, seen from another
  * process) keeps it open that long. */
-#define READ_SPINS       64u
-#define READ_GIVE_UP_NS  200000000ull
-#define NO_SLOT          UINT32_MAX
-#define NO_CELL          UINT32_MAX
+#define READ_SPINS      64u
+#define READ_GIVE_UP_NS 200000000ull
+#define NO_SLOT         UINT32_MAX
+#define NO_CELL         UINT32_MAX
 
 /* State word: bits 0-1 status, 2-3 state, 4-9 reasons, 10 dirty,
  * 11 until_midnight, 12-15 spare, 16-63 since (ms since the epoch, 48 bits
@@ -109,10 +110,10 @@ enum { ST_EMPTY = 0, ST_LIVE = 1, ST_TOMB = 2 };
  * eviction victim from the hot lines alone, without a cold-line miss per
  * candidate; entries idle longer than 68 hours wrap and may look young,
  * which only makes them a less likely victim than they deserve. */
-#define META_TENANT(m)   (((m) >> 8) & 0xfffu)
-#define META_AGE(m)      ((m) >> 20)
-#define AGE_MASK         0xfffu
-#define AGE_OF(ms)       ((uint32_t)((ms) / 60000u) & AGE_MASK)
+#define META_TENANT(m) (((m) >> 8) & 0xfffu)
+#define META_AGE(m)    ((m) >> 20)
+#define AGE_MASK       0xfffu
+#define AGE_OF(ms)     ((uint32_t)((ms) / 60000u) & AGE_MASK)
 
 static inline uint32_t make_meta(size_t id_len, uint32_t tenant, uint64_t now_ms)
 {
@@ -159,7 +160,8 @@ struct shard {
     _Atomic uint64_t tenants_full;
     uint32_t pool_next; /* first never-used cell, relative to the shard */
     uint32_t pool_free; /* head of the free list, or NO_CELL */
-    uint8_t pad[8];
+    uint32_t pool_hand; /* where the next search for a long id to evict starts */
+    uint8_t pad[4];
 };
 
 struct header {
@@ -358,6 +360,8 @@ static void retire_existing(const char *name)
     shm_unlink(name);
 }
 
+static crp_err tenant_intern(crp_table *t, const void *name, size_t len, uint32_t *idx);
+
 crp_err crp_table_create(crp_table **out, const crp_table_opts *opts)
 {
     struct header plan;
@@ -428,6 +432,10 @@ crp_err crp_table_create(crp_table **out, const crp_table_opts *opts)
     bind_views(t);
     for (unsigned s = 0; s < plan.shards; s++)
         t->shards[s].pool_free = NO_CELL;
+    /* The tenant a connector falls back to when the tenant table is full
+     * (crp_table_upsert_sw) always has its entry. */
+    uint32_t empty_tenant;
+    (void)tenant_intern(t, "", 0, &empty_tenant);
     *out = t;
     return CRP_OK;
 
@@ -721,9 +729,8 @@ static crp_err tenant_intern(crp_table *t, const void *name, size_t len, uint32_
             /* Writers of different shards may intern the same new tenant at
              * once; the CAS elects one of them to fill the entry. Acquire
              * (both ways) so a loser then reads the winner's fields. */
-            if (atomic_compare_exchange_strong_explicit(&tn->state, &expect, 1,
-                                                        memory_order_acquire,
-                                                        memory_order_acquire)) {
+            if (atomic_compare_exchange_strong_explicit(
+                    &tn->state, &expect, 1, memory_order_acquire, memory_order_acquire)) {
                 atomic_store_explicit(&tn->hash, hash, memory_order_relaxed);
                 atomic_store_explicit(&tn->len, (uint32_t)len, memory_order_relaxed);
                 words_store(tn->text, name, len);
@@ -787,8 +794,7 @@ static bool pool_alloc(crp_table *t, unsigned shard, uint32_t *cell)
     uint32_t first = shard * t->h->pool_cells;
     if (sh->pool_free != NO_CELL) {
         *cell = first + sh->pool_free;
-        sh->pool_free =
-            (uint32_t)atomic_load_explicit(&t->pool[*cell].w[0], memory_order_relaxed);
+        sh->pool_free = (uint32_t)atomic_load_explicit(&t->pool[*cell].w[0], memory_order_relaxed);
         return true;
     }
     if (sh->pool_next < t->h->pool_cells) {
@@ -840,6 +846,37 @@ static void evict(crp_table *t, unsigned shard, uint64_t slot)
                           memory_order_relaxed);
 }
 
+/* The pool is full and an insert needs a cell: evicts a clean, idle-enough
+ * entry of the shard that holds one (the first found from the shard's hand,
+ * which moves on, so successive calls go round the shard like a clock).
+ * Needed because long ids may cluster nowhere near the key that needs the
+ * cell: without it, a flood of clean long ids would fill the pool and every
+ * later long id (a compromised connector's too) would be refused. The slot
+ * is left a tombstone (no clean-up: it may lie inside the chain of the key
+ * being inserted). Bounded: POOL_SCAN slots. False when none was found. */
+static bool evict_long_id(crp_table *t, unsigned shard, uint64_t avoid)
+{
+    struct shard *sh = &t->shards[shard];
+    uint64_t n = t->h->shard_slots, base = (uint64_t)shard * n;
+    uint64_t i = sh->pool_hand < n ? sh->pool_hand : 0;
+    uint64_t scan = n < POOL_SCAN ? n : POOL_SCAN;
+    for (uint64_t d = 0; d < scan; d++) {
+        const struct hot *e = &t->hot[base + i];
+        uint64_t w = atomic_load_explicit(&e->word, memory_order_relaxed);
+        uint32_t meta = atomic_load_explicit(&e->meta, memory_order_relaxed);
+        uint64_t s = base + i;
+        if (++i == n)
+            i = 0;
+        if (evictable(w) && (meta & 0xffu) > ID_INLINE && s != avoid) {
+            evict(t, shard, s);
+            sh->pool_hand = (uint32_t)i;
+            return true;
+        }
+    }
+    sh->pool_hand = (uint32_t)i;
+    return false;
+}
+
 static inline void stat_add(_Atomic uint64_t *v, int64_t d)
 {
     /* Relaxed: statistics written by one writer, read approximately. */
@@ -867,7 +904,8 @@ crp_err crp_table_find_sw(const crp_table *t, const crp_key *k, crp_slot *slot)
         uint64_t w = atomic_load_explicit(&e->word, memory_order_relaxed);
         if (W_STATUS(w) == ST_EMPTY)
             break;
-        if (W_STATUS(w) == ST_LIVE && atomic_load_explicit(&e->key_lo, memory_order_relaxed) == k->lo &&
+        if (W_STATUS(w) == ST_LIVE &&
+            atomic_load_explicit(&e->key_lo, memory_order_relaxed) == k->lo &&
             atomic_load_explicit(&e->key_hi, memory_order_relaxed) == k->hi) {
             *slot = (crp_slot)(base + i);
             return CRP_OK;
@@ -925,8 +963,9 @@ crp_err crp_table_upsert_sw(crp_table *t, const crp_key *k, const void *id, size
             }
         }
         if (evictable(w)) {
-            uint32_t idle = (now_age - META_AGE(atomic_load_explicit(&e->meta, memory_order_relaxed))) &
-                            AGE_MASK;
+            uint32_t idle =
+                (now_age - META_AGE(atomic_load_explicit(&e->meta, memory_order_relaxed))) &
+                AGE_MASK;
             if (victim == NO_SLOT || idle > victim_idle) {
                 victim = s;
                 victim_idle = idle;
@@ -955,24 +994,32 @@ crp_err crp_table_upsert_sw(crp_table *t, const crp_key *k, const void *id, size
     }
 
     uint32_t tenant_idx;
-    crp_err err = tenant_intern(t, tenant, tenant_len, &tenant_idx);
-    if (err != CRP_OK) {
+    if (tenant_intern(t, tenant, tenant_len, &tenant_idx) != CRP_OK) {
+        /* The empty tenant was interned at creation, so this cannot fail:
+         * a connector must be storable (and restrictable) whatever its
+         * tenant. Only tenant = * admins see it then. */
         stat_add(&sh->tenants_full, 1);
-        return err;
+        if (tenant_intern(t, "", 0, &tenant_idx) != CRP_OK)
+            return CRP_TENANTS_FULL;
     }
     uint32_t cell = NO_CELL;
+    bool must_evict = at_limit || free_slot == NO_SLOT;
     if (id_len > ID_INLINE && !pool_alloc(t, shard, &cell)) {
-        /* Evicting may free a long id's cell; the victim has to go anyway
-         * when we are at the limit, so try it before giving up. */
-        if (victim == NO_SLOT || !(at_limit || free_slot == NO_SLOT)) {
+        /* The victim, which has to go anyway, frees a cell if it has one;
+         * else a clean entry elsewhere in the shard that has one goes. */
+        bool victim_has_cell =
+            must_evict &&
+            (atomic_load_explicit(&t->hot[victim].meta, memory_order_relaxed) & 0xffu) > ID_INLINE;
+        if (!victim_has_cell && (!evict_long_id(t, shard, must_evict ? victim : NO_SLOT) ||
+                                 !pool_alloc(t, shard, &cell))) {
             stat_add(&sh->ids_full, 1);
             return CRP_IDS_FULL;
         }
     }
-    if (at_limit || free_slot == NO_SLOT) {
+    if (must_evict) {
         evict(t, shard, victim);
         if (id_len > ID_INLINE && cell == NO_CELL && !pool_alloc(t, shard, &cell)) {
-            stat_add(&sh->ids_full, 1);
+            stat_add(&sh->ids_full, 1); /* cannot happen: the victim had a cell */
             tomb_cleanup(t, base, victim - base);
             return CRP_IDS_FULL;
         }

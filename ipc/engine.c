@@ -431,8 +431,9 @@ static bool writer_batch(crp_writer *w, bool *stop)
         uint64_t now = mono_ms();
         if (now - w->refused_logged_ms >= 1000u) {
             crp_log(CRP_LOG_WARN,
-                    "writer %u: %llu event(s) not scored: no room in the table (every entry in "
-                    "the probe window is restricted, in probation or carries bad signals)",
+                    "writer %u: %llu event(s) not scored: no room in the table (every entry "
+                    "the connector could take is restricted, in probation or carries bad "
+                    "signals; insert_full and ids_full in the stats say which)",
                     w->shard, (unsigned long long)w->refused_unlogged);
             w->refused_unlogged = 0;
             w->refused_logged_ms = now;

@@ -50,8 +50,8 @@ enum crp_reason {
     CRP_REASON_MANUAL = 1u << 5,
 };
 
-#define CRP_ID_MAX      255u
-#define CRP_TENANT_MAX  64u
+#define CRP_ID_MAX     255u
+#define CRP_TENANT_MAX 64u
 /* Bytes of opaque per-entry data the writer (scoring) owns. */
 #define CRP_PAYLOAD_SIZE 36u
 
@@ -64,19 +64,19 @@ typedef struct crp_key {
 
 /* What a lookup answers: one consistent state word. */
 typedef struct crp_verdict {
-    uint8_t state;    /* enum crp_state; UNKNOWN when absent */
-    uint8_t reasons;  /* enum crp_reason bits */
+    uint8_t state;     /* enum crp_state; UNKNOWN when absent */
+    uint8_t reasons;   /* enum crp_reason bits */
     uint64_t since_ms; /* RESTRICTED: restricted since; PROBATION: probation start; else 0 */
 } crp_verdict;
 
 /* An entry as its shard writer sees and changes it. */
 typedef struct crp_entry {
-    uint8_t state;      /* ACTIVE, RESTRICTED or PROBATION */
+    uint8_t state; /* ACTIVE, RESTRICTED or PROBATION */
     uint8_t reasons;
-    bool dirty;         /* the writer's signal "worth keeping": never evicted while set */
+    bool dirty;          /* the writer's signal "worth keeping": never evicted while set */
     bool until_midnight; /* restricted by action restrict_today */
-    uint64_t since_ms;  /* see crp_verdict */
-    uint64_t last_ms;   /* time of the last update; eviction takes the oldest */
+    uint64_t since_ms;   /* see crp_verdict */
+    uint64_t last_ms;    /* time of the last update; eviction takes the oldest */
     _Alignas(8) unsigned char payload[CRP_PAYLOAD_SIZE];
 } crp_entry;
 
@@ -92,25 +92,25 @@ typedef struct crp_record {
 } crp_record;
 
 typedef struct crp_table_opts {
-    uint64_t capacity;  /* connectors the table must hold, >= 64 */
-    unsigned shards;    /* writer partitions, power of two, 1..256; 0 = 1 */
-    uint64_t seed;      /* hash seed; 0 = random (getrandom) */
+    uint64_t capacity;    /* connectors the table must hold, >= 64 */
+    unsigned shards;      /* writer partitions, power of two, 1..256; 0 = 1 */
+    uint64_t seed;        /* hash seed; 0 = random (getrandom) */
     const char *shm_name; /* NULL or "": anonymous memory; else a POSIX shm object */
-    unsigned shm_mode;  /* permission bits of the shm object; 0 = 0644 */
+    unsigned shm_mode;    /* permission bits of the shm object; 0 = 0644 */
 } crp_table_opts;
 
 /* Aggregate statistics; each field is read with relaxed loads, so the sum
  * is approximate while writers run. */
 typedef struct crp_table_stats {
-    uint64_t capacity;      /* connectors the table holds */
-    uint64_t slots;         /* slots allocated (capacity plus probing slack) */
-    uint64_t live;          /* entries present */
-    uint64_t restricted;    /* entries in RESTRICTED state */
-    uint64_t evictions;     /* entries pushed out to make room */
-    uint64_t insert_full;   /* inserts refused: nothing evictable */
-    uint64_t ids_full;      /* inserts refused: long-id pool exhausted */
-    uint64_t tenants_full;  /* inserts refused: tenant table full */
-    uint64_t bytes;         /* size of the mapping */
+    uint64_t capacity;     /* connectors the table holds */
+    uint64_t slots;        /* slots allocated (capacity plus probing slack) */
+    uint64_t live;         /* entries present */
+    uint64_t restricted;   /* entries in RESTRICTED state */
+    uint64_t evictions;    /* entries pushed out to make room */
+    uint64_t insert_full;  /* inserts refused: nothing evictable */
+    uint64_t ids_full;     /* inserts refused: long-id pool holds only entries that stay */
+    uint64_t tenants_full; /* inserts stored without their tenant: tenant table full */
+    uint64_t bytes;        /* size of the mapping */
 } crp_table_stats;
 
 typedef uint32_t crp_slot;
@@ -167,10 +167,16 @@ unsigned crp_table_shards(const crp_table *t);
 void crp_table_shard_range(const crp_table *t, unsigned s, uint64_t *first, uint64_t *end);
 
 /* Finds the key or inserts it (ACTIVE, zero payload, last_ms = now_ms),
- * evicting if the shard is full. Returns CRP_OK with *slot and *created, or
- * CRP_FULL / CRP_IDS_FULL / CRP_TENANTS_FULL / CRP_INVAL. The id and tenant
- * are stored on insert only; a known connector keeps its first tenant.
- * Caller: the key's shard writer. */
+ * evicting if the shard is full. An id longer than 40 bytes needs a cell of
+ * the shard's long-id pool; when the pool is used up, a clean entry of the
+ * shard that holds one is evicted for it. The tenant table holds 4096
+ * distinct tenants; a connector of a tenant that no longer fits is stored
+ * with the empty tenant (counted in tenants_full) rather than refused, so
+ * it can still be restricted. Returns CRP_OK with *slot and *created, or
+ * CRP_FULL / CRP_IDS_FULL (nothing evictable: every entry near the key, or
+ * every long-id holder, is restricted, on probation or dirty) / CRP_INVAL.
+ * The id and tenant are stored on insert only; a known connector keeps its
+ * first tenant. Caller: the key's shard writer. */
 crp_err crp_table_upsert_sw(crp_table *t, const crp_key *k, const void *id, size_t id_len,
                             const void *tenant, size_t tenant_len, uint64_t now_ms, crp_slot *slot,
                             bool *created);
