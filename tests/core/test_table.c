@@ -207,8 +207,8 @@ Test(table, sharded_table_fills_to_near_capacity)
             first_eviction = (uint64_t)i;
         cr_assert(le(u64, st.live, CAP));
     }
-    cr_assert(first_eviction == 0 || first_eviction >= CAP - CAP / 32,
-              "first eviction at %lu", (unsigned long)first_eviction);
+    cr_assert(first_eviction == 0 || first_eviction >= CAP - CAP / 32, "first eviction at %lu",
+              (unsigned long)first_eviction);
     crp_table_destroy(&t);
 }
 
@@ -305,8 +305,8 @@ Test(table, flood_never_evicts_restricted)
     for (int i = 0; i < KEEP; i++) {
         snprintf(id, sizeof id, "keep-%d", i);
         crp_verdict v = look(t, id);
-        cr_assert(eq(int, v.state, i % 2 ? CRP_STATE_RESTRICTED : CRP_STATE_ACTIVE),
-                  "keep-%d lost", i);
+        cr_assert(eq(int, v.state, i % 2 ? CRP_STATE_RESTRICTED : CRP_STATE_ACTIVE), "keep-%d lost",
+                  i);
     }
     crp_table_destroy(&t);
 }
@@ -394,6 +394,70 @@ Test(table, long_id_pool_is_bounded_and_recycled)
     cr_assert(eq(u64, st.ids_full, (uint64_t)full));
     /* Short ids still fit. */
     cr_assert(eq(int, put(t, "short", "", NULL, NULL), CRP_OK));
+    crp_table_destroy(&t);
+}
+
+/* A pool full of clean long ids makes room for a new one: a clean holder
+ * is evicted for its cell, even when the table itself is far from full. */
+Test(table, full_long_id_pool_evicts_a_clean_holder)
+{
+    crp_table *t = make(4096, 1);
+    char id[128];
+    crp_table_stats st;
+    int i = 0;
+    for (;; i++) {
+        snprintf(id, sizeof id, "a-very-long-connector-name-that-does-not-fit-inline-%04d", i);
+        cr_assert(eq(int, put(t, id, "", NULL, NULL), CRP_OK), "long id %d refused", i);
+        crp_table_stats_get(t, &st);
+        if (st.evictions > 0)
+            break;
+        cr_assert(lt(int, i, 4096), "the pool never filled");
+    }
+    /* The pool holds far fewer long ids than the table holds entries. */
+    cr_assert(lt(u64, st.live, 4096 / 2));
+    cr_assert(eq(u64, st.ids_full, 0));
+    cr_assert(eq(u64, st.evictions, 1));
+    cr_assert(eq(int, look(t, id).state, CRP_STATE_ACTIVE));
+    uint64_t holders = st.live;
+    /* Restrict every holder: now nothing may give up a cell. */
+    for (int j = 0; j <= i; j++) {
+        snprintf(id, sizeof id, "a-very-long-connector-name-that-does-not-fit-inline-%04d", j);
+        if (look(t, id).state == CRP_STATE_ACTIVE)
+            set_state(t, id, CRP_STATE_RESTRICTED, CRP_REASON_MALWARE, 1000, true);
+    }
+    cr_assert(
+        eq(int, put(t, "another-very-long-connector-name-that-does-not-fit-inline", "", NULL, NULL),
+           CRP_IDS_FULL));
+    crp_table_stats_get(t, &st);
+    cr_assert(eq(u64, st.ids_full, 1));
+    cr_assert(eq(u64, st.live, holders));
+    crp_table_destroy(&t);
+}
+
+/* More than 4096 distinct tenants: the connector is stored with the empty
+ * tenant (and counted), not refused. */
+Test(table, full_tenant_table_stores_the_connector_without_its_tenant)
+{
+    crp_table *t = make(16384, 2);
+    char id[64], tenant[64];
+    crp_table_stats st;
+    for (int i = 0; i < 4200; i++) {
+        snprintf(id, sizeof id, "c-%d", i);
+        snprintf(tenant, sizeof tenant, "tenant-%d", i);
+        cr_assert(eq(int, put(t, id, tenant, NULL, NULL), CRP_OK), "%s refused", id);
+    }
+    crp_table_stats_get(t, &st);
+    /* The empty tenant takes one of the 4096 entries from the start. */
+    cr_assert(eq(u64, st.tenants_full, 4200 - 4095));
+    cr_assert(eq(u64, st.live, 4200));
+    crp_record r;
+    crp_key k = crp_table_key(t, "c-4199", 6);
+    cr_assert(eq(int, crp_table_read(t, &k, &r), CRP_OK));
+    cr_assert(eq(int, r.tenant_len, 0));
+    k = crp_table_key(t, "c-7", 3);
+    cr_assert(eq(int, crp_table_read(t, &k, &r), CRP_OK));
+    cr_assert(eq(int, r.tenant_len, 8));
+    cr_assert(eq(int, memcmp(r.tenant, "tenant-7", 8), 0));
     crp_table_destroy(&t);
 }
 
