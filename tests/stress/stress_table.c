@@ -30,7 +30,10 @@ enum { CAP = 4096, IDS = 16384, SHARDS = 2, READERS = 2 };
 
 static crp_table *table;
 static crp_key keys[IDS];
-static char ids[IDS][24];
+/* Every 8th id is 100 bytes long, so the shards' long-id pools (56 cells
+ * each) run out and inserts evict long-id holders for their cells while
+ * readers copy ids out of those cells. */
+static char ids[IDS][104];
 static uint32_t last_written[IDS]; /* per id: written only by its shard's writer */
 static atomic_bool stop;
 static atomic_ulong failures;
@@ -102,9 +105,9 @@ static void *writer(void *arg)
             continue;
         crp_slot slot;
         bool created;
-        crp_err err = crp_table_upsert_sw(table, &keys[i], ids[i], strlen(ids[i]), "tenant",
-                                          6, ++counter, &slot, &created);
-        if (err == CRP_FULL)
+        crp_err err = crp_table_upsert_sw(table, &keys[i], ids[i], strlen(ids[i]), "tenant", 6,
+                                          ++counter, &slot, &created);
+        if (err == CRP_FULL || err == CRP_IDS_FULL)
             continue;
         if (err != CRP_OK) {
             FAIL("upsert: %s", crp_strerror(err));
@@ -205,7 +208,10 @@ int main(int argc, char **argv)
         return 1;
     }
     for (uint32_t i = 0; i < IDS; i++) {
-        snprintf(ids[i], sizeof ids[i], "conn-%u", i);
+        if (i % 8 == 7)
+            snprintf(ids[i], sizeof ids[i], "conn-%u-%0*u", i, 90, i);
+        else
+            snprintf(ids[i], sizeof ids[i], "conn-%u", i);
         keys[i] = crp_table_key(table, ids[i], strlen(ids[i]));
     }
 
