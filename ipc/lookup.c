@@ -119,15 +119,33 @@ static bool build_status(zmq_msg_t *reply, crp_lookup_status status, uint32_t re
     return true;
 }
 
+/* The stats reply: the engine's JSON object with this server's refusals
+ * added as the last keys (docs/protocol.md C7), spliced in before its
+ * closing brace so the server needs no JSON library. */
 static bool build_stats(crp_lookup_server *s, zmq_msg_t *reply)
 {
     char *json = s->hooks.stats_json != NULL ? s->hooks.stats_json(s->engine) : NULL;
     const char *text = json != NULL ? json : "{}";
     size_t len = strlen(text);
-    bool ok = zmq_msg_init_size(reply, 4 + len) == 0;
+    char extra[160];
+    int n =
+        snprintf(extra, sizeof extra,
+                 "%s\"lookup_malformed\":%llu,\"lookup_unsupported\":%llu,"
+                 "\"lookup_dropped\":%llu}",
+                 len > 2 ? "," : "",
+                 (unsigned long long)atomic_load_explicit(&s->malformed, memory_order_relaxed),
+                 (unsigned long long)atomic_load_explicit(&s->unsupported, memory_order_relaxed),
+                 (unsigned long long)atomic_load_explicit(&s->dropped, memory_order_relaxed));
+    /* The object ends with '}' (crp_engine_stats_json, or "{}"). */
+    if (len > 0 && text[len - 1] == '}' && n > 0 && (size_t)n < sizeof extra)
+        len--;
+    else
+        n = 0;
+    bool ok = zmq_msg_init_size(reply, 4 + len + (size_t)n) == 0;
     if (ok) {
         memcpy(zmq_msg_data(reply), CRP_STATS_MAGIC, 4);
         memcpy((char *)zmq_msg_data(reply) + 4, text, len);
+        memcpy((char *)zmq_msg_data(reply) + 4 + len, extra, (size_t)n);
     }
     free(json);
     count(&s->stats, 1);

@@ -841,6 +841,13 @@ Test(overload, lookup_requests_at_and_over_the_limits)
     wait_stat_eq("events_applied", 5, 5000);
     wait_stat_eq("restricted", 1, 5000);
     long long lookups0 = crp_harness_wait_stat(&H, "lookups", 0, 1000);
+    json_t *st0 = crp_harness_stats(&H, 2000);
+    cr_assert(ne(ptr, st0, NULL));
+    long long malformed0 = crp_harness_stat(st0, "lookup_malformed");
+    long long unsupported0 = crp_harness_stat(st0, "lookup_unsupported");
+    long long dropped0 = crp_harness_stat(st0, "lookup_dropped");
+    json_decref(st0);
+    cr_assert(ge(i64, malformed0, 0), "the stats carry the lookup refusals");
 
     /* The largest request there is: 4096 ids of 255 bytes. */
     const size_t max_len = CRP_LOOKUP_REQ_MAX_SIZE;
@@ -983,6 +990,15 @@ Test(overload, lookup_requests_at_and_over_the_limits)
     /* Only the ids of answered requests count as lookups: 4096 + 2 + 1 +
      * 1 + 1 here. */
     wait_stat_eq("lookups", lookups0 + CRP_LOOKUP_COUNT_MAX + 5, 2000);
+    /* Every refusal is counted by kind: 8 malformed, 2 unsupported, the
+     * two 5000-frame messages dropped (the oversized one never reached
+     * the engine). */
+    json_t *st = crp_harness_stats(&H, 2000);
+    cr_assert(ne(ptr, st, NULL));
+    cr_assert(eq(i64, crp_harness_stat(st, "lookup_malformed") - malformed0, 8));
+    cr_assert(eq(i64, crp_harness_stat(st, "lookup_unsupported") - unsupported0, 2));
+    cr_assert(eq(i64, crp_harness_stat(st, "lookup_dropped") - dropped0, 2));
+    json_decref(st);
     zmq_close(d);
     free(q);
     stop_cleanly();
