@@ -854,8 +854,9 @@ Test(lookup_server, malformed_and_bad_version)
     zmq_close(s);
 }
 
-/* CRS1 answers "CRS1" + the hook's JSON; lookups answered before are
- * counted first, and the engine pointer given at start reaches the hooks. */
+/* CRS1 answers "CRS1" + the hook's JSON with the server's own refusal
+ * counters added; lookups answered before are counted first, and the
+ * engine pointer given at start reaches the hooks. */
 Test(lookup_server, stats)
 {
     void *s = sock_new(ZMQ_REQ, ep_a);
@@ -870,7 +871,8 @@ Test(lookup_server, stats)
     cr_assert(eq(int, zmq_send(s, "CRS1", 4, 0), 4));
     zmq_msg_t f[2];
     cr_assert(eq(sz, recv_all(s, f, 2), 1));
-    const char want[] = "CRS1{\"lookups\":3,\"stub\":true}";
+    const char want[] = "CRS1{\"lookups\":3,\"stub\":true,\"lookup_malformed\":0,"
+                        "\"lookup_unsupported\":0,\"lookup_dropped\":0}";
     cr_assert(eq(sz, zmq_msg_size(&f[0]), sizeof want - 1));
     cr_assert(eq(int, memcmp(zmq_msg_data(&f[0]), want, sizeof want - 1), 0));
     zmq_msg_close(&f[0]);
@@ -902,8 +904,10 @@ Test(lookup_server, stats_without_hooks_and_start_errors)
     cr_assert(eq(int, zmq_send(s, "CRS1", 4, 0), 4));
     zmq_msg_t f[2];
     cr_assert(eq(sz, recv_all(s, f, 2), 1));
-    cr_assert(eq(sz, zmq_msg_size(&f[0]), 6));
-    cr_assert(eq(int, memcmp(zmq_msg_data(&f[0]), "CRS1{}", 6), 0));
+    const char want[] =
+        "CRS1{\"lookup_malformed\":0,\"lookup_unsupported\":0,\"lookup_dropped\":0}";
+    cr_assert(eq(sz, zmq_msg_size(&f[0]), sizeof want - 1));
+    cr_assert(eq(int, memcmp(zmq_msg_data(&f[0]), want, sizeof want - 1), 0));
     zmq_msg_close(&f[0]);
     zmq_close(s);
     crp_lookup_server_stop(&bare);

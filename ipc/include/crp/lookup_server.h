@@ -6,7 +6,9 @@
  * of choice C6 (every frame before the body echoed byte for byte, then one
  * reply frame), from crp_table_lookup(): wait-free, so a lookup never waits
  * behind feed or scoring work; the server shares no lock with anyone. `CRS1`
- * is answered with "CRS1" and the engine's statistics JSON (C7).
+ * is answered with "CRS1" and the engine's statistics JSON (C7), to which
+ * the server adds its own lookup_malformed, lookup_unsupported and
+ * lookup_dropped counters.
  *
  * The server never answers status 2 (overloaded): it has no queue, every
  * request is looked up as it is read. Under a flood, ZeroMQ's own
@@ -43,7 +45,7 @@ typedef struct crp_lookup_server crp_lookup_server;
 typedef struct crp_lookup_hooks {
     /* Returns the statistics JSON object text (section 2.6), which the
      * server frees with free(), or NULL (out of memory). NULL hook: the
-     * stats reply is "CRS1{}". */
+     * stats reply holds the server's counters only. */
     char *(*stats_json)(const crp_engine *e);
     /* Adds n to the engine's `lookups` counter; called once per answered
      * request with its id count, so the stats always include every lookup
