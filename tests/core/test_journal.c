@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "crp/journal.h"
+#include "io_inject.h"
 
 /* ------------------------------------------------------------------------ */
 /* Directory and file helpers                                               */
@@ -269,143 +270,6 @@ static crp_err open_j(crp_journal **j, uint64_t from, const crp_io_ops *io, stru
 /* Injecting I/O with a power-loss model                                     */
 /* ------------------------------------------------------------------------ */
 
-enum fop { F_OPEN, F_WRITE, F_FSYNC, F_FDATASYNC, F_RENAME, F_FTRUNCATE, F_NOPS };
-static const char *fop_name[] = {"open", "write", "fsync", "fdatasync", "rename", "ftruncate"};
-
-static struct {
-    bool armed;
-    enum fop op;
-    unsigned at; /* fail the at-th call of op (1-based) */
-    bool persistent;
-    int err;
-    bool partial; /* a failing write first writes half its bytes */
-    unsigned calls[F_NOPS];
-    unsigned failures;
-    struct {
-        ino_t ino;
-        off_t size;
-    } synced[256];
-    unsigned nsynced;
-} inj;
-
-static void inj_reset(void)
-{
-    memset(&inj, 0, sizeof inj);
-}
-
-static void inj_arm(enum fop op, unsigned at, bool persistent, int err, bool partial)
-{
-    inj_reset();
-    inj.armed = at > 0;
-    inj.op = op;
-    inj.at = at;
-    inj.persistent = persistent;
-    inj.err = err;
-    inj.partial = partial;
-}
-
-/* Arms another fault, keeping the record of what was synced. */
-static void inj_rearm(enum fop op, unsigned at, bool persistent, int err)
-{
-    memset(inj.calls, 0, sizeof inj.calls);
-    inj.armed = true;
-    inj.op = op;
-    inj.at = at;
-    inj.persistent = persistent;
-    inj.err = err;
-    inj.partial = false;
-}
-
-static bool inj_fail(enum fop op)
-{
-    unsigned n = ++inj.calls[op];
-    if (!inj.armed || op != inj.op)
-        return false;
-    if (n == inj.at || (inj.persistent && n > inj.at)) {
-        inj.failures++;
-        errno = inj.err;
-        return true;
-    }
-    return false;
-}
-
-static void note_synced(int fd)
-{
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-        return;
-    for (unsigned i = 0; i < inj.nsynced; i++) {
-        if (inj.synced[i].ino == sb.st_ino) {
-            inj.synced[i].size = sb.st_size;
-            return;
-        }
-    }
-    cr_assert(inj.nsynced < 256);
-    inj.synced[inj.nsynced].ino = sb.st_ino;
-    inj.synced[inj.nsynced].size = sb.st_size;
-    inj.nsynced++;
-}
-
-static int i_open(const char *path, int flags, mode_t mode)
-{
-    if (inj_fail(F_OPEN))
-        return -1;
-    return open(path, flags, mode);
-}
-
-static ssize_t i_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-    if (inj_fail(F_WRITE)) {
-        int e = errno;
-        if (inj.partial && len > 1)
-            cr_assert(eq(sz, (size_t)pwrite(fd, buf, len / 2, off), len / 2));
-        errno = e;
-        return -1;
-    }
-    return pwrite(fd, buf, len, off);
-}
-
-/* The data goes to the page cache only: the model, not the disk, decides
- * what a crash keeps, and the suite stays fast. */
-static int i_fsync(int fd)
-{
-    if (inj_fail(F_FSYNC))
-        return -1;
-    note_synced(fd);
-    return 0;
-}
-
-static int i_fdatasync(int fd)
-{
-    if (inj_fail(F_FDATASYNC))
-        return -1;
-    note_synced(fd);
-    return 0;
-}
-
-static int i_rename(const char *from, const char *to)
-{
-    if (inj_fail(F_RENAME))
-        return -1;
-    return rename(from, to);
-}
-
-static int i_ftruncate(int fd, off_t len)
-{
-    if (inj_fail(F_FTRUNCATE))
-        return -1;
-    return ftruncate(fd, len);
-}
-
-static const crp_io_ops inj_ops = {
-    .open = i_open,
-    .pwrite = i_pwrite,
-    .fsync = i_fsync,
-    .fdatasync = i_fdatasync,
-    .rename = i_rename,
-    .ftruncate = i_ftruncate,
-};
-
 /* Power loss: every journal file keeps its synced bytes and a random
  * prefix of the rest. */
 static void crash(const char *d, unsigned *rng)
@@ -413,19 +277,8 @@ static void crash(const char *d, unsigned *rng)
     static const char *names[] = {"journal", "journal.prev", "journal.tmp"};
     char p[128];
     for (size_t i = 0; i < 3; i++) {
-        struct stat sb;
         path_of(p, sizeof p, d, names[i]);
-        if (stat(p, &sb) != 0)
-            continue;
-        off_t keep = 0;
-        for (unsigned k = 0; k < inj.nsynced; k++)
-            if (inj.synced[k].ino == sb.st_ino)
-                keep = inj.synced[k].size;
-        if (sb.st_size > keep) {
-            *rng = *rng * 1103515245u + 12345u;
-            off_t extra = (off_t)((*rng >> 8) % (unsigned)(sb.st_size - keep + 1));
-            cr_assert(eq(int, truncate(p, keep + extra), 0));
-        }
+        inj_crash_file(p, rng);
     }
 }
 

@@ -24,6 +24,7 @@
 #include "crp/clock.h"
 #include "crp/journal.h"
 #include "crp/snapshot.h"
+#include "io_inject.h"
 #include "crp/table.h"
 
 /* ------------------------------------------------------------------------ */
@@ -698,134 +699,12 @@ Test(snapshot, consistent_records_while_writers_run)
 /* Injected I/O                                                              */
 /* ------------------------------------------------------------------------ */
 
-enum fop { F_OPEN, F_WRITE, F_FSYNC, F_FDATASYNC, F_RENAME, F_FTRUNCATE, F_NOPS };
-static const char *fop_name[] = {"open", "write", "fsync", "fdatasync", "rename", "ftruncate"};
-
-static struct {
-    bool armed;
-    enum fop op;
-    unsigned at;
-    bool persistent;
-    int err;
-    unsigned calls[F_NOPS];
-    unsigned failures;
-    struct {
-        ino_t ino;
-        off_t size;
-    } synced[256];
-    unsigned nsynced;
-} inj;
-
-static void inj_arm(enum fop op, unsigned at, bool persistent, int err)
-{
-    memset(&inj, 0, sizeof inj);
-    inj.armed = at > 0;
-    inj.op = op;
-    inj.at = at;
-    inj.persistent = persistent;
-    inj.err = err;
-}
-
-static bool inj_fail(enum fop op)
-{
-    unsigned n = ++inj.calls[op];
-    if (!inj.armed || op != inj.op)
-        return false;
-    if (n == inj.at || (inj.persistent && n > inj.at)) {
-        inj.failures++;
-        errno = inj.err;
-        return true;
-    }
-    return false;
-}
-
-static void note_synced(int fd)
-{
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-        return;
-    for (unsigned i = 0; i < inj.nsynced; i++) {
-        if (inj.synced[i].ino == sb.st_ino) {
-            inj.synced[i].size = sb.st_size;
-            return;
-        }
-    }
-    cr_assert(inj.nsynced < 256);
-    inj.synced[inj.nsynced].ino = sb.st_ino;
-    inj.synced[inj.nsynced].size = sb.st_size;
-    inj.nsynced++;
-}
-
-static int i_open(const char *path, int flags, mode_t mode)
-{
-    return inj_fail(F_OPEN) ? -1 : open(path, flags, mode);
-}
-
-static ssize_t i_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-    if (inj_fail(F_WRITE)) {
-        /* Disk full in the middle of a write: half of it lands. */
-        int e = errno;
-        if (len > 1)
-            cr_assert(eq(sz, (size_t)pwrite(fd, buf, len / 2, off), len / 2));
-        errno = e;
-        return -1;
-    }
-    return pwrite(fd, buf, len, off);
-}
-
-static int i_fsync(int fd)
-{
-    if (inj_fail(F_FSYNC))
-        return -1;
-    note_synced(fd);
-    return 0;
-}
-
-static int i_fdatasync(int fd)
-{
-    if (inj_fail(F_FDATASYNC))
-        return -1;
-    note_synced(fd);
-    return 0;
-}
-
-static int i_rename(const char *from, const char *to)
-{
-    return inj_fail(F_RENAME) ? -1 : rename(from, to);
-}
-
-static int i_ftruncate(int fd, off_t len)
-{
-    return inj_fail(F_FTRUNCATE) ? -1 : ftruncate(fd, len);
-}
-
-static const crp_io_ops inj_ops = {
-    .open = i_open,
-    .pwrite = i_pwrite,
-    .fsync = i_fsync,
-    .fdatasync = i_fdatasync,
-    .rename = i_rename,
-    .ftruncate = i_ftruncate,
-};
-
 static void crash(unsigned *rng)
 {
     char p[128];
     for (size_t i = 0; i < NSTATE_FILES; i++) {
-        struct stat sb;
         path_of(p, sizeof p, state_files[i]);
-        if (stat(p, &sb) != 0)
-            continue;
-        off_t keep = 0;
-        for (unsigned k = 0; k < inj.nsynced; k++)
-            if (inj.synced[k].ino == sb.st_ino)
-                keep = inj.synced[k].size;
-        if (sb.st_size > keep) {
-            *rng = *rng * 1103515245u + 12345u;
-            off_t extra = (off_t)((*rng >> 8) % (unsigned)(sb.st_size - keep + 1));
-            cr_assert(eq(int, truncate(p, keep + extra), 0));
-        }
+        inj_crash_file(p, rng);
     }
 }
 
@@ -840,7 +719,7 @@ Test(snapshot, write_failure_keeps_a_loadable_snapshot)
     fill(a, 1200, 1);
     for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
         for (unsigned at = 1; at <= 6; at++) {
-            inj_arm(ops[o], at, false, ENOSPC);
+            inj_arm(ops[o], at, false, ENOSPC, true);
             crp_err rc = crp_snapshot_write(a, dir, 9, NULL, 0, &inj_ops, NULL, err, sizeof err);
             if (inj.failures == 0) {
                 cr_assert(eq(int, rc, CRP_OK), "%s #%u: %s", fop_name[ops[o]], at, err);
@@ -923,7 +802,7 @@ static void run_engine(enum fop op, unsigned at, bool persistent, int e, unsigne
     for (unsigned i = 0; i < ENGINE_CONNS; i++)
         model.acked[i] = -1;
 
-    inj_arm(op, at, persistent, e);
+    inj_arm(op, at, persistent, e, true);
     crp_journal_opts o = {.io = &inj_ops};
     cr_assert(eq(int, crp_journal_open(&j, dir, &o, err, sizeof err), CRP_OK), "%s", err);
     for (unsigned b = 1; b <= 24; b++) {
