@@ -761,8 +761,7 @@ static crp_err restore(crp_engine *e, const crp_engine_sinks *sinks, crp_journal
         crp_log(CRP_LOG_WARN,
                 "snapshot: %llu clean connectors did not fit the table (max_connectors %llu) "
                 "and were dropped; every restricted and probation connector was loaded",
-                (unsigned long long)info.dropped,
-                (unsigned long long)crp_table_capacity(e->table));
+                (unsigned long long)info.dropped, (unsigned long long)crp_table_capacity(e->table));
     /* The snapshot's extra blob is the alert policy when it was written. */
     rc.policy = extra;
     rc.policy_len = extra_len;
@@ -825,6 +824,19 @@ static int batch_hwm(uint64_t max_frame_bytes)
     return (int)n;
 }
 
+/* The scoring policy of a config's [scoring], checked: CRP_OK, or CRP_INVAL
+ * with "[scoring] <field>: value makes no sense" in why. */
+static crp_err scoring_policy(const crp_config *cfg, crp_policy *out, char *why, size_t whylen)
+{
+    const char *bad = NULL;
+    crp_policy_from_config(out, cfg);
+    if (crp_policy_check(out, &bad) != CRP_OK) {
+        snprintf(why, whylen, "[scoring] %s: value makes no sense", bad != NULL ? bad : "?");
+        return CRP_INVAL;
+    }
+    return CRP_OK;
+}
+
 crp_err crp_engine_create(crp_engine **out, void *zctx, const crp_config *cfg, char *errbuf,
                           size_t errlen)
 {
@@ -836,7 +848,6 @@ crp_err crp_engine_create_with(crp_engine **out, void *zctx, const crp_config *c
 {
     char scratch[8];
     crp_policy policy;
-    const char *why = NULL;
     crp_err err;
 
     if (errbuf == NULL || errlen == 0) {
@@ -846,11 +857,9 @@ crp_err crp_engine_create_with(crp_engine **out, void *zctx, const crp_config *c
     errbuf[0] = '\0';
     *out = NULL;
 
-    crp_policy_from_config(&policy, cfg);
-    if (crp_policy_check(&policy, &why) != CRP_OK) {
-        snprintf(errbuf, errlen, "[scoring] %s: value makes no sense", why != NULL ? why : "?");
-        return CRP_INVAL;
-    }
+    err = scoring_policy(cfg, &policy, errbuf, errlen);
+    if (err != CRP_OK)
+        return err;
 
     size_t size = (sizeof(crp_engine) + 63u) & ~(size_t)63u;
     crp_engine *e = aligned_alloc(64, size);
@@ -1345,7 +1354,6 @@ crp_err crp_engine_reload(crp_engine *e, const crp_config *cfg, char *why, size_
     crp_ctl_req *req;
     crp_ctl_rep *rep;
     crp_policy policy;
-    const char *bad = NULL;
     char scratch[8];
 
     if (why == NULL || whylen == 0) {
@@ -1353,11 +1361,8 @@ crp_err crp_engine_reload(crp_engine *e, const crp_config *cfg, char *why, size_
         whylen = sizeof scratch;
     }
     why[0] = '\0';
-    crp_policy_from_config(&policy, cfg);
-    if (crp_policy_check(&policy, &bad) != CRP_OK) {
-        snprintf(why, whylen, "[scoring] %s: value makes no sense", bad != NULL ? bad : "?");
+    if (scoring_policy(cfg, &policy, why, whylen) != CRP_OK)
         return CRP_INVAL;
-    }
     if (engine_stopped(e)) {
         snprintf(why, whylen, "the engine is stopping");
         return CRP_TIMEOUT;
