@@ -503,9 +503,7 @@ static bool is_endpoint(const char *s, size_t n)
     return true;
 }
 
-/* A plausible mailbox: something, '@', something; no blanks, commas or
- * control characters. Deliverability is the mail system's business. */
-static bool is_email(const char *s, size_t n)
+bool crp_config_is_email(const char *s, size_t n)
 {
     const char *at = NULL;
 
@@ -542,7 +540,8 @@ static int normalize_list(const char *in, enum value_check check, char *out, siz
             b++;
         while (e > b && is_space(e[-1]))
             e--;
-        if (check == C_ENDPOINT ? !is_endpoint(b, (size_t)(e - b)) : !is_email(b, (size_t)(e - b)))
+        if (check == C_ENDPOINT ? !is_endpoint(b, (size_t)(e - b))
+                                : !crp_config_is_email(b, (size_t)(e - b)))
             return 1;
         if (used + (used > 0) + (size_t)(e - b) >= size)
             return 2;
@@ -829,7 +828,7 @@ static bool set_identity_key(load_ctx *c, enum id_key k, const char *v)
     case ID_EMAIL:
         if (n >= CRP_CONFIG_EMAIL_MAX)
             return fail_too_long(c, key, v, CRP_CONFIG_EMAIL_MAX - 1);
-        if (n > 0 && !is_email(v, n))
+        if (n > 0 && !crp_config_is_email(v, n))
             return fail_value(c, key, "an e-mail address (name@domain) or nothing", v, NULL);
         memcpy(id->email, v, n + 1);
         return true;

@@ -1,5 +1,8 @@
 #include "crp/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *crp_strerror(crp_err err)
 {
     switch (err) {
@@ -22,4 +25,15 @@ const char *crp_err_name(crp_err err)
 #undef CRP_ERR_NAME
     }
     return "CRP_UNKNOWN";
+}
+
+void crp_errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (errbuf == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
 }

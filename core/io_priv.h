@@ -49,10 +49,6 @@ static inline uint64_t le_get64(const unsigned char *p)
     return v;
 }
 
-/* Replaces errbuf's content (NULL or errlen 0: nothing). */
-void crp_io_set_msg(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* Writes all of buf at off. A short write is continued (the disk may have
  * filled up in the middle, and the next call then says so); returns 0 or
  * -1 with errno. */

@@ -94,17 +94,6 @@ struct crp_journal {
 /* Little-endian encoding and messages                                       */
 /* ------------------------------------------------------------------------ */
 
-void crp_io_set_msg(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* Appends a warning to errbuf: open may have more than one to report. */
 __attribute__((format(printf, 3, 4))) static void add_msg(char *errbuf, size_t errlen,
                                                           const char *fmt, ...)
@@ -226,7 +215,7 @@ static crp_err read_all(int fd, const char *path, unsigned char **data, size_t *
     *data = NULL;
     *len = 0;
     if (fstat(fd, &sb) != 0) {
-        crp_io_set_msg(errbuf, errlen, "%s: fstat: %s", path, strerror(errno));
+        crp_errbuf_printf(errbuf, errlen, "%s: fstat: %s", path, strerror(errno));
         return CRP_IO;
     }
     p = malloc(sb.st_size > 0 ? (size_t)sb.st_size : 1);
@@ -237,8 +226,8 @@ static crp_err read_all(int fd, const char *path, unsigned char **data, size_t *
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            crp_io_set_msg(errbuf, errlen, "%s: read at offset %zu: %s", path, got,
-                           n < 0 ? strerror(errno) : "unexpected end of file");
+            crp_errbuf_printf(errbuf, errlen, "%s: read at offset %zu: %s", path, got,
+                              n < 0 ? strerror(errno) : "unexpected end of file");
             free(p);
             return CRP_IO;
         }
@@ -454,20 +443,20 @@ static crp_err seg_scan(struct segment *s, char *errbuf, size_t errlen)
     const unsigned char *d = s->data;
 
     if (s->len < SEG_HDR) {
-        crp_io_set_msg(errbuf, errlen,
-                       "%s: offset 0: file is %zu bytes, shorter than a segment header", s->path,
-                       s->len);
+        crp_errbuf_printf(errbuf, errlen,
+                          "%s: offset 0: file is %zu bytes, shorter than a segment header", s->path,
+                          s->len);
         return CRP_BADFILE;
     }
     if (le_get64(d) != SEG_MAGIC || le_get64(d + 24) != XXH3_64bits(d, 24)) {
-        crp_io_set_msg(errbuf, errlen,
-                       "%s: offset 0: not a journal segment header (bad magic or checksum)",
-                       s->path);
+        crp_errbuf_printf(errbuf, errlen,
+                          "%s: offset 0: not a journal segment header (bad magic or checksum)",
+                          s->path);
         return CRP_BADFILE;
     }
     if (le_get32(d + 8) != SEG_VERSION || le_get32(d + 12) != SEG_HDR || le_get64(d + 16) == 0) {
-        crp_io_set_msg(errbuf, errlen, "%s: offset 0: unsupported segment version %u", s->path,
-                       (unsigned)le_get32(d + 8));
+        crp_errbuf_printf(errbuf, errlen, "%s: offset 0: unsupported segment version %u", s->path,
+                          (unsigned)le_get32(d + 8));
         return CRP_BADFILE;
     }
     s->base = le_get64(d + 16);
@@ -483,7 +472,7 @@ static crp_err seg_scan(struct segment *s, char *errbuf, size_t errlen)
         if (!rec_intact(d, s->len, off, &plen, &why)) {
             size_t next = find_intact(d, s->len, off + 1, expect);
             if (next != NOT_FOUND) {
-                crp_io_set_msg(
+                crp_errbuf_printf(
                     errbuf, errlen,
                     "%s: offset %zu: %s in the record after sequence %llu, but an intact "
                     "record (sequence %llu) follows at offset %zu: the journal is corrupt "
@@ -496,15 +485,15 @@ static crp_err seg_scan(struct segment *s, char *errbuf, size_t errlen)
             break;
         }
         if (le_get64(d + off + 16) != expect) {
-            crp_io_set_msg(errbuf, errlen, "%s: offset %zu: sequence %llu where %llu was expected",
-                           s->path, off, (unsigned long long)le_get64(d + off + 16),
-                           (unsigned long long)expect);
+            crp_errbuf_printf(
+                errbuf, errlen, "%s: offset %zu: sequence %llu where %llu was expected", s->path,
+                off, (unsigned long long)le_get64(d + off + 16), (unsigned long long)expect);
             return CRP_BADFILE;
         }
         if (!rec_decode(d + off, plen, &r)) {
-            crp_io_set_msg(errbuf, errlen,
-                           "%s: offset %zu: record %llu (type %u) has a malformed payload", s->path,
-                           off, (unsigned long long)expect, (unsigned)r.type);
+            crp_errbuf_printf(errbuf, errlen,
+                              "%s: offset %zu: record %llu (type %u) has a malformed payload",
+                              s->path, off, (unsigned long long)expect, (unsigned)r.type);
             return CRP_BADFILE;
         }
         off += REC_HDR + (size_t)plen;
@@ -522,7 +511,7 @@ static crp_err seg_deliver(const struct segment *s, uint64_t *expect, const crp_
                            uint64_t *replayed, char *errbuf, size_t errlen)
 {
     if (s->base > *expect) {
-        crp_io_set_msg(
+        crp_errbuf_printf(
             errbuf, errlen,
             "%s: offset 0: the segment starts at sequence %llu, but records from %llu on are "
             "needed: records %llu..%llu are missing",
@@ -540,9 +529,9 @@ static crp_err seg_deliver(const struct segment *s, uint64_t *expect, const crp_
             if (o != NULL && o->replay != NULL) {
                 crp_err err = o->replay(o->ctx, &r);
                 if (err != CRP_OK) {
-                    crp_io_set_msg(errbuf, errlen,
-                                   "%s: offset %zu: replaying record %llu failed: %s", s->path, off,
-                                   (unsigned long long)r.seq, crp_strerror(err));
+                    crp_errbuf_printf(errbuf, errlen,
+                                      "%s: offset %zu: replaying record %llu failed: %s", s->path,
+                                      off, (unsigned long long)r.seq, crp_strerror(err));
                     return err;
                 }
             }
@@ -744,7 +733,7 @@ static crp_err settle_files(crp_journal *j, uint64_t from_seq, bool *fresh, char
         /* A rotation that did not reach its first rename: the tmp file is
          * not needed (journal still holds everything). */
         if (unlink(j->tmp_path) != 0 && errno != ENOENT) {
-            crp_io_set_msg(errbuf, errlen, "%s: unlink: %s", j->tmp_path, strerror(errno));
+            crp_errbuf_printf(errbuf, errlen, "%s: unlink: %s", j->tmp_path, strerror(errno));
             return CRP_IO;
         }
         return CRP_OK;
@@ -754,7 +743,7 @@ static crp_err settle_files(crp_journal *j, uint64_t from_seq, bool *fresh, char
         /* The very first creation crashed before its fsync: there was never
          * a journal, so this is still a first start. */
         if (unlink(j->tmp_path) != 0) {
-            crp_io_set_msg(errbuf, errlen, "%s: unlink: %s", j->tmp_path, strerror(errno));
+            crp_errbuf_printf(errbuf, errlen, "%s: unlink: %s", j->tmp_path, strerror(errno));
             return CRP_IO;
         }
         add_msg(errbuf, errlen, "%s: removed an incomplete first segment", j->tmp_path);
@@ -764,8 +753,8 @@ static crp_err settle_files(crp_journal *j, uint64_t from_seq, bool *fresh, char
          * renamed away, so finishing the rename is all that is left. (A
          * damaged one is renamed too, and open reports it, naming it.) */
         if (j->io->rename(j->tmp_path, j->path) != 0 || crp_io_fsync_dir(j->io, j->dir) != NULL) {
-            crp_io_set_msg(errbuf, errlen, "%s: completing an interrupted rotation: %s",
-                           j->tmp_path, strerror(errno));
+            crp_errbuf_printf(errbuf, errlen, "%s: completing an interrupted rotation: %s",
+                              j->tmp_path, strerror(errno));
             j->st.io_errors++;
             return CRP_IO;
         }
@@ -773,11 +762,12 @@ static crp_err settle_files(crp_journal *j, uint64_t from_seq, bool *fresh, char
         return CRP_OK;
     }
     if (from_seq != 0 || exists(j->prev_path)) {
-        crp_io_set_msg(errbuf, errlen,
-                       "%s: missing, but %s: records after sequence %llu may be lost; refusing to "
-                       "start",
-                       j->path, from_seq != 0 ? "a snapshot was loaded" : "journal.prev exists",
-                       (unsigned long long)from_seq);
+        crp_errbuf_printf(
+            errbuf, errlen,
+            "%s: missing, but %s: records after sequence %llu may be lost; refusing to "
+            "start",
+            j->path, from_seq != 0 ? "a snapshot was loaded" : "journal.prev exists",
+            (unsigned long long)from_seq);
         return CRP_BADFILE;
     }
     *fresh = true;
@@ -838,7 +828,7 @@ crp_err crp_journal_open(crp_journal **out, const char *dir, const crp_journal_o
 
     j->fd = j->io->open(j->path, O_RDWR | O_CLOEXEC, 0);
     if (j->fd < 0) {
-        crp_io_set_msg(errbuf, errlen, "%s: open: %s", j->path, strerror(errno));
+        crp_errbuf_printf(errbuf, errlen, "%s: open: %s", j->path, strerror(errno));
         j->st.io_errors++;
         err = CRP_IO;
         goto out_free_journal;
@@ -850,12 +840,12 @@ crp_err crp_journal_open(crp_journal **out, const char *dir, const crp_journal_o
     if (cur.base > expect) {
         int pfd = open(j->prev_path, O_RDONLY | O_CLOEXEC);
         if (pfd < 0) {
-            crp_io_set_msg(errbuf, errlen,
-                           "%s: offset 0: starts at sequence %llu, but records from %llu on are "
-                           "needed and %s cannot be opened (%s): records %llu..%llu are missing",
-                           j->path, (unsigned long long)cur.base, (unsigned long long)expect,
-                           j->prev_path, strerror(errno), (unsigned long long)expect,
-                           (unsigned long long)(cur.base - 1));
+            crp_errbuf_printf(errbuf, errlen,
+                              "%s: offset 0: starts at sequence %llu, but records from %llu on are "
+                              "needed and %s cannot be opened (%s): records %llu..%llu are missing",
+                              j->path, (unsigned long long)cur.base, (unsigned long long)expect,
+                              j->prev_path, strerror(errno), (unsigned long long)expect,
+                              (unsigned long long)(cur.base - 1));
             err = CRP_BADFILE;
             goto out_free_segments;
         }

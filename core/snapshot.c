@@ -219,8 +219,8 @@ out_unlink_tmp:
     unlink(tmp);
     errno = saved;
 out_io:
-    crp_io_set_msg(errbuf, errlen, "%s: %s failed while writing a snapshot: %s", where, op,
-                   strerror(errno));
+    crp_errbuf_printf(errbuf, errlen, "%s: %s failed while writing a snapshot: %s", where, op,
+                      strerror(errno));
 out_free:
     free(w.blk);
     free(tmp);
@@ -249,9 +249,9 @@ static crp_err read_at(struct reader *rd, void *buf, size_t len, uint64_t off)
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            crp_io_set_msg(rd->errbuf, rd->errlen, "%s: read at offset %llu: %s", rd->path,
-                           (unsigned long long)off,
-                           n < 0 ? strerror(errno) : "unexpected end of file");
+            crp_errbuf_printf(rd->errbuf, rd->errlen, "%s: read at offset %llu: %s", rd->path,
+                              (unsigned long long)off,
+                              n < 0 ? strerror(errno) : "unexpected end of file");
             return CRP_IO;
         }
         p += n;
@@ -270,8 +270,8 @@ static crp_err read_section(struct reader *rd, uint64_t off, unsigned char *buf,
     crp_err err;
 
     if (rd->size - off < SEC_HDR) {
-        crp_io_set_msg(rd->errbuf, rd->errlen, "%s: offset %llu: truncated section header",
-                       rd->path, (unsigned long long)off);
+        crp_errbuf_printf(rd->errbuf, rd->errlen, "%s: offset %llu: truncated section header",
+                          rd->path, (unsigned long long)off);
         return CRP_BADFILE;
     }
     err = read_at(rd, h, SEC_HDR, off);
@@ -280,7 +280,7 @@ static crp_err read_section(struct reader *rd, uint64_t off, unsigned char *buf,
     *len = le_get32(h);
     *count = le_get32(h + 4);
     if (*len > max || rd->size - off - SEC_HDR < *len) {
-        crp_io_set_msg(
+        crp_errbuf_printf(
             rd->errbuf, rd->errlen,
             "%s: offset %llu: section length %u is impossible here (limit %u, %llu bytes "
             "left)",
@@ -292,9 +292,9 @@ static crp_err read_section(struct reader *rd, uint64_t off, unsigned char *buf,
     if (err != CRP_OK)
         return err;
     if (le_get64(h + 8) != sec_hash(buf, *len, *count)) {
-        crp_io_set_msg(rd->errbuf, rd->errlen,
-                       "%s: offset %llu: section of %u bytes fails its checksum", rd->path,
-                       (unsigned long long)off, (unsigned)*len);
+        crp_errbuf_printf(rd->errbuf, rd->errlen,
+                          "%s: offset %llu: section of %u bytes fails its checksum", rd->path,
+                          (unsigned long long)off, (unsigned)*len);
         return CRP_BADFILE;
     }
     if (body != NULL) {
@@ -398,10 +398,11 @@ static crp_err walk_blocks(struct reader *rd, uint64_t off, unsigned char *blk, 
             struct srec s;
             uint32_t n = decode_record(blk + pos, len - pos, &s);
             if (n == 0) {
-                crp_io_set_msg(rd->errbuf, rd->errlen,
-                               "%s: offset %llu: malformed record %llu in the block at offset %llu",
-                               rd->path, (unsigned long long)(off + SEC_HDR + pos),
-                               (unsigned long long)(*records + i), (unsigned long long)off);
+                crp_errbuf_printf(
+                    rd->errbuf, rd->errlen,
+                    "%s: offset %llu: malformed record %llu in the block at offset %llu", rd->path,
+                    (unsigned long long)(off + SEC_HDR + pos), (unsigned long long)(*records + i),
+                    (unsigned long long)off);
                 return CRP_BADFILE;
             }
             if (pass != WALK_VALIDATE && must_keep(&s) == (pass == WALK_KEEP)) {
@@ -411,21 +412,21 @@ static crp_err walk_blocks(struct reader *rd, uint64_t off, unsigned char *blk, 
                     err = CRP_OK;
                 }
                 if (err != CRP_OK) {
-                    crp_io_set_msg(rd->errbuf, rd->errlen,
-                                   "%s: offset %llu: the table refused record %llu (id %.*s): %s",
-                                   rd->path, (unsigned long long)(off + SEC_HDR + pos),
-                                   (unsigned long long)(*records + i), (int)s.id_len, s.id,
-                                   crp_strerror(err));
+                    crp_errbuf_printf(
+                        rd->errbuf, rd->errlen,
+                        "%s: offset %llu: the table refused record %llu (id %.*s): %s", rd->path,
+                        (unsigned long long)(off + SEC_HDR + pos),
+                        (unsigned long long)(*records + i), (int)s.id_len, s.id, crp_strerror(err));
                     return err;
                 }
             }
             pos += n;
         }
         if (count == 0 || pos != len) {
-            crp_io_set_msg(rd->errbuf, rd->errlen,
-                           "%s: offset %llu: block holds %u bytes but its %u records use %u",
-                           rd->path, (unsigned long long)off, (unsigned)len, (unsigned)count,
-                           (unsigned)pos);
+            crp_errbuf_printf(rd->errbuf, rd->errlen,
+                              "%s: offset %llu: block holds %u bytes but its %u records use %u",
+                              rd->path, (unsigned long long)off, (unsigned)len, (unsigned)count,
+                              (unsigned)pos);
             return CRP_BADFILE;
         }
         *records += count;
@@ -465,12 +466,12 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
     rd.path = path;
     rd.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (rd.fd < 0) {
-        crp_io_set_msg(errbuf, errlen, "%s: %s", path, strerror(errno));
+        crp_errbuf_printf(errbuf, errlen, "%s: %s", path, strerror(errno));
         err = errno == ENOENT ? CRP_NOTFOUND : CRP_IO;
         goto out_free;
     }
     if (fstat(rd.fd, &sb) != 0) {
-        crp_io_set_msg(errbuf, errlen, "%s: fstat: %s", path, strerror(errno));
+        crp_errbuf_printf(errbuf, errlen, "%s: fstat: %s", path, strerror(errno));
         err = CRP_IO;
         goto out_close;
     }
@@ -479,8 +480,9 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
     /* Pass 1: everything is checked before the table is touched. */
     err = CRP_BADFILE;
     if (rd.size < SNAP_HDR) {
-        crp_io_set_msg(errbuf, errlen, "%s: offset 0: file is %llu bytes, shorter than the header",
-                       path, (unsigned long long)rd.size);
+        crp_errbuf_printf(errbuf, errlen,
+                          "%s: offset 0: file is %llu bytes, shorter than the header", path,
+                          (unsigned long long)rd.size);
         goto out_close;
     }
     err = read_at(&rd, hdr, SNAP_HDR, 0);
@@ -488,21 +490,21 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
         goto out_close;
     err = CRP_BADFILE;
     if (le_get64(hdr) != SNAP_MAGIC || le_get64(hdr + 56) != XXH3_64bits(hdr, 56)) {
-        crp_io_set_msg(errbuf, errlen,
-                       "%s: offset 0: not a snapshot header (bad magic or checksum)", path);
+        crp_errbuf_printf(errbuf, errlen,
+                          "%s: offset 0: not a snapshot header (bad magic or checksum)", path);
         goto out_close;
     }
     if (le_get32(hdr + 8) != SNAP_VERSION || le_get32(hdr + 12) != SNAP_HDR) {
-        crp_io_set_msg(errbuf, errlen, "%s: offset 0: unsupported snapshot version %u", path,
-                       (unsigned)le_get32(hdr + 8));
+        crp_errbuf_printf(errbuf, errlen, "%s: offset 0: unsupported snapshot version %u", path,
+                          (unsigned)le_get32(hdr + 8));
         goto out_close;
     }
     if (le_get64(hdr + 32) != rd.size - SNAP_HDR) {
         uint64_t want = SNAP_HDR + le_get64(hdr + 32);
-        crp_io_set_msg(errbuf, errlen,
-                       "%s: offset %llu: file is %llu bytes but its header says %llu", path,
-                       (unsigned long long)(want < rd.size ? want : rd.size),
-                       (unsigned long long)rd.size, (unsigned long long)want);
+        crp_errbuf_printf(errbuf, errlen,
+                          "%s: offset %llu: file is %llu bytes but its header says %llu", path,
+                          (unsigned long long)(want < rd.size ? want : rd.size),
+                          (unsigned long long)rd.size, (unsigned long long)want);
         goto out_close;
     }
     XXH3_64bits_reset(&body);
@@ -511,8 +513,8 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
          * read the header first and bound it. */
         unsigned char h[SEC_HDR];
         if (rd.size - SNAP_HDR < SEC_HDR) {
-            crp_io_set_msg(errbuf, errlen, "%s: offset %u: truncated section header", path,
-                           SNAP_HDR);
+            crp_errbuf_printf(errbuf, errlen, "%s: offset %u: truncated section header", path,
+                              SNAP_HDR);
             goto out_close;
         }
         err = read_at(&rd, h, SEC_HDR, SNAP_HDR);
@@ -520,8 +522,8 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
             goto out_close;
         err = CRP_BADFILE;
         if (le_get32(h) > CRP_SNAPSHOT_EXTRA_MAX || le_get32(h + 4) != 0) {
-            crp_io_set_msg(errbuf, errlen, "%s: offset %u: bad extra section header", path,
-                           SNAP_HDR);
+            crp_errbuf_printf(errbuf, errlen, "%s: offset %u: bad extra section header", path,
+                              SNAP_HDR);
             goto out_close;
         }
         xbuf = malloc(le_get32(h) > 0 ? le_get32(h) : 1);
@@ -539,13 +541,13 @@ crp_err crp_snapshot_load(crp_table *t, const char *dir, crp_snapshot_which whic
         goto out_free_extra;
     err = CRP_BADFILE;
     if (records != le_get64(hdr + 24)) {
-        crp_io_set_msg(errbuf, errlen,
-                       "%s: offset 24: header counts %llu records, the blocks hold %llu", path,
-                       (unsigned long long)le_get64(hdr + 24), (unsigned long long)records);
+        crp_errbuf_printf(errbuf, errlen,
+                          "%s: offset 24: header counts %llu records, the blocks hold %llu", path,
+                          (unsigned long long)le_get64(hdr + 24), (unsigned long long)records);
         goto out_free_extra;
     }
     if (XXH3_64bits_digest(&body) != le_get64(hdr + 48)) {
-        crp_io_set_msg(errbuf, errlen, "%s: offset %u: body checksum mismatch", path, SNAP_HDR);
+        crp_errbuf_printf(errbuf, errlen, "%s: offset %u: body checksum mismatch", path, SNAP_HDR);
         goto out_free_extra;
     }
 

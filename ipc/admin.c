@@ -82,20 +82,6 @@ struct crp_admin_server {
         n_unavailable, n_internal, n_dropped, n_auth_ok, n_auth_refused;
 };
 
-static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Key files */
 
@@ -125,26 +111,26 @@ static crp_err read_key_text(const char *path, char *key, bool secret, char *err
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        seterr(errbuf, errlen, "%s: cannot open key file: %s", path, strerror(e));
+        crp_errbuf_printf(errbuf, errlen, "%s: cannot open key file: %s", path, strerror(e));
         return e == ENOENT ? CRP_NOTFOUND : CRP_IO;
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        seterr(errbuf, errlen, "%s: not a regular file", path);
+        crp_errbuf_printf(errbuf, errlen, "%s: not a regular file", path);
         close(fd);
         return CRP_BADFILE;
     }
     if (secret && (st.st_mode & 077) != 0) {
-        seterr(errbuf, errlen,
-               "%s: secret key file is accessible by group or others (mode %04o); run "
-               "'chmod 600 %s'",
-               path, (unsigned)(st.st_mode & 07777), path);
+        crp_errbuf_printf(errbuf, errlen,
+                          "%s: secret key file is accessible by group or others (mode %04o); run "
+                          "'chmod 600 %s'",
+                          path, (unsigned)(st.st_mode & 07777), path);
         close(fd);
         return CRP_BADFILE;
     }
     n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
     if (n < 0) {
-        seterr(errbuf, errlen, "%s: cannot read key file: %s", path, strerror(errno));
+        crp_errbuf_printf(errbuf, errlen, "%s: cannot read key file: %s", path, strerror(errno));
         return CRP_IO;
     }
     len = (size_t)n;
@@ -154,10 +140,11 @@ static crp_err read_key_text(const char *path, char *key, bool secret, char *err
     if (len > 0 && buf[len - 1] == '\r')
         buf[--len] = '\0';
     if (!crp_admin_is_z85_key(buf)) {
-        seterr(errbuf, errlen,
-               "%s: not a key file: expected one line of exactly %u Z85 characters (a CURVE "
-               "key, as 'connrep keygen' writes), got %zu bytes",
-               path, CRP_Z85_KEY_LEN, (size_t)n);
+        crp_errbuf_printf(
+            errbuf, errlen,
+            "%s: not a key file: expected one line of exactly %u Z85 characters (a CURVE "
+            "key, as 'connrep keygen' writes), got %zu bytes",
+            path, CRP_Z85_KEY_LEN, (size_t)n);
         return CRP_BADFILE;
     }
     memcpy(key, buf, CRP_Z85_KEY_SIZE);
@@ -173,8 +160,9 @@ crp_err crp_admin_key_read(const char *path, char *secret, char *public_key, cha
     if (err != CRP_OK)
         return err;
     if (zmq_curve_public(pub, sec) != 0) {
-        seterr(errbuf, errlen, "%s: cannot derive the public key: %s (libzmq without CURVE?)", path,
-               zmq_strerror(errno));
+        crp_errbuf_printf(errbuf, errlen,
+                          "%s: cannot derive the public key: %s (libzmq without CURVE?)", path,
+                          zmq_strerror(errno));
         return CRP_BADFILE;
     }
     if (secret != NULL)
@@ -194,7 +182,7 @@ static crp_err write_key_file(const char *path, const char *key, int flags, char
 
     if (fd < 0) {
         int e = errno;
-        seterr(errbuf, errlen, "%s: cannot create key file: %s", path, strerror(e));
+        crp_errbuf_printf(errbuf, errlen, "%s: cannot create key file: %s", path, strerror(e));
         return e == EEXIST ? CRP_CONFLICT : CRP_IO;
     }
     /* open() applies the umask, which can only remove bits; make it exactly
@@ -215,7 +203,7 @@ static crp_err write_key_file(const char *path, const char *key, int flags, char
     close(fd);
     return CRP_OK;
 out_fail:
-    seterr(errbuf, errlen, "%s: cannot write key file: %s", path, strerror(errno));
+    crp_errbuf_printf(errbuf, errlen, "%s: cannot write key file: %s", path, strerror(errno));
     close(fd);
     unlink(path);
     return CRP_IO;
@@ -224,7 +212,7 @@ out_fail:
 static crp_err pub_path(const char *path, char *out, size_t size, char *errbuf, size_t errlen)
 {
     if ((size_t)snprintf(out, size, "%s.pub", path) >= size) {
-        seterr(errbuf, errlen, "%s: path too long", path);
+        crp_errbuf_printf(errbuf, errlen, "%s: path too long", path);
         return CRP_INVAL;
     }
     return CRP_OK;
@@ -239,8 +227,9 @@ crp_err crp_admin_key_create(const char *path, char *secret, char *public_key, c
     if (pub_path(path, ppath, sizeof(ppath), errbuf, errlen) != CRP_OK)
         return CRP_INVAL;
     if (zmq_curve_keypair(pub, sec) != 0) {
-        seterr(errbuf, errlen, "cannot make a CURVE key pair: %s (libzmq without CURVE?)",
-               zmq_strerror(errno));
+        crp_errbuf_printf(errbuf, errlen,
+                          "cannot make a CURVE key pair: %s (libzmq without CURVE?)",
+                          zmq_strerror(errno));
         return CRP_SYS;
     }
     /* O_EXCL with mode 0600 at creation: the secret is never readable by
@@ -290,7 +279,7 @@ crp_err crp_admin_key_load_or_create(const char *path, char *secret, char *publi
     if (created != NULL)
         *created = false;
     if (path == NULL || *path == '\0') {
-        seterr(errbuf, errlen, "[admin] secret_key_file is empty");
+        crp_errbuf_printf(errbuf, errlen, "[admin] secret_key_file is empty");
         return CRP_INVAL;
     }
     if (pub_path(path, ppath, sizeof(ppath), errbuf, errlen) != CRP_OK)
@@ -314,7 +303,7 @@ crp_err crp_admin_key_load_or_create(const char *path, char *secret, char *publi
         unlink(tmp);
         if (write_key_file(tmp, pub, O_EXCL, errbuf, errlen) != CRP_OK || rename(tmp, ppath) != 0) {
             unlink(tmp);
-            seterr(errbuf, errlen, "%s: cannot write the public key file", ppath);
+            crp_errbuf_printf(errbuf, errlen, "%s: cannot write the public key file", ppath);
             return CRP_IO;
         }
     }
@@ -328,7 +317,7 @@ crp_err crp_admin_key_load_or_create(const char *path, char *secret, char *publi
 crp_err crp_admin_public_key_resolve(const char *arg, char *public_key, char *errbuf, size_t errlen)
 {
     if (arg == NULL || *arg == '\0') {
-        seterr(errbuf, errlen, "no server public key given");
+        crp_errbuf_printf(errbuf, errlen, "no server public key given");
         return CRP_INVAL;
     }
     if (crp_admin_is_z85_key(arg) && access(arg, F_OK) != 0) {
@@ -1314,7 +1303,7 @@ static crp_err bind_all(void *sock, const char *list, char *errbuf, size_t errle
     char ep[CRP_CONFIG_LIST_MAX];
 
     if (*list == '\0') {
-        seterr(errbuf, errlen, "[admin] bind is empty");
+        crp_errbuf_printf(errbuf, errlen, "[admin] bind is empty");
         return CRP_CONFIG;
     }
     for (const char *p = list; *p != '\0';) {
@@ -1325,7 +1314,8 @@ static crp_err bind_all(void *sock, const char *list, char *errbuf, size_t errle
         if (strncmp(ep, "ipc://", 6) == 0)
             mkdir_parents(ep + 6);
         if (zmq_bind(sock, ep) != 0) {
-            seterr(errbuf, errlen, "[admin] bind: cannot bind %s: %s", ep, zmq_strerror(errno));
+            crp_errbuf_printf(errbuf, errlen, "[admin] bind: cannot bind %s: %s", ep,
+                              zmq_strerror(errno));
             return CRP_IO;
         }
         p += len + (comma != NULL);
@@ -1344,7 +1334,7 @@ crp_err crp_admin_server_start(crp_admin_server **out, void *zctx, const crp_con
 
     *out = NULL;
     if (!zmq_has("curve")) {
-        seterr(errbuf, errlen, "admin: this libzmq has no CURVE support");
+        crp_errbuf_printf(errbuf, errlen, "admin: this libzmq has no CURVE support");
         return CRP_SYS;
     }
     s = calloc(1, sizeof(*s));
@@ -1374,9 +1364,10 @@ crp_err crp_admin_server_start(crp_admin_server **out, void *zctx, const crp_con
     err = CRP_IO;
     s->zap = new_socket(s, ZMQ_REP);
     if (s->zap == NULL || zmq_bind(s->zap, ZAP_ENDPOINT) != 0) {
-        seterr(errbuf, errlen,
-               "admin: cannot bind the ZAP handler on %s: %s (another one in this context?)",
-               ZAP_ENDPOINT, zmq_strerror(errno));
+        crp_errbuf_printf(
+            errbuf, errlen,
+            "admin: cannot bind the ZAP handler on %s: %s (another one in this context?)",
+            ZAP_ENDPOINT, zmq_strerror(errno));
         goto out_close;
     }
     {
@@ -1389,7 +1380,8 @@ crp_err crp_admin_server_start(crp_admin_server **out, void *zctx, const crp_con
     s->ctl_zap = new_socket(s, ZMQ_PAIR);
     if (s->ctl_srv == NULL || s->ctl_zap == NULL || zmq_bind(s->ctl_srv, s->ctl_srv_ep) != 0 ||
         zmq_bind(s->ctl_zap, s->ctl_zap_ep) != 0) {
-        seterr(errbuf, errlen, "admin: cannot create control sockets: %s", zmq_strerror(errno));
+        crp_errbuf_printf(errbuf, errlen, "admin: cannot create control sockets: %s",
+                          zmq_strerror(errno));
         goto out_close;
     }
     s->router = new_socket(s, ZMQ_ROUTER);
@@ -1399,8 +1391,8 @@ crp_err crp_admin_server_start(crp_admin_server **out, void *zctx, const crp_con
                        strlen(CRP_ADMIN_ZAP_DOMAIN)) != 0 ||
         zmq_setsockopt(s->router, ZMQ_ZAP_ENFORCE_DOMAIN, &one, sizeof(one)) != 0 ||
         zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &(int64_t){maxmsg}, sizeof(int64_t)) != 0) {
-        seterr(errbuf, errlen, "admin: cannot set up the CURVE server socket: %s",
-               zmq_strerror(errno));
+        crp_errbuf_printf(errbuf, errlen, "admin: cannot set up the CURVE server socket: %s",
+                          zmq_strerror(errno));
         goto out_close;
     }
     explicit_bzero(secret, sizeof(secret));
@@ -1409,13 +1401,13 @@ crp_err crp_admin_server_start(crp_admin_server **out, void *zctx, const crp_con
         goto out_close;
 
     if (pthread_create(&s->th_zap, NULL, zap_main, s) != 0) {
-        seterr(errbuf, errlen, "admin: cannot start the ZAP thread");
+        crp_errbuf_printf(errbuf, errlen, "admin: cannot start the ZAP thread");
         err = CRP_SYS;
         goto out_close;
     }
     s->zap_started = true;
     if (pthread_create(&s->th_srv, NULL, server_main, s) != 0) {
-        seterr(errbuf, errlen, "admin: cannot start the server thread");
+        crp_errbuf_printf(errbuf, errlen, "admin: cannot start the server thread");
         err = CRP_SYS;
         goto out_stop;
     }

@@ -247,22 +247,6 @@ void crp_alert_policy_from_config(crp_alert_policy *p, const crp_config *cfg)
     p->daily_limit = cfg->alerts.daily_limit;
 }
 
-/* Same rule as the config file's: something '@' something, no blanks,
- * commas, semicolons or control characters. */
-static bool is_email(const char *s, size_t n)
-{
-    const char *at = NULL;
-
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= 0x20 || ch == 0x7f || ch == ',' || ch == ';')
-            return false;
-        if (ch == '@')
-            at = s + i;
-    }
-    return at != NULL && at > s && at < s + n - 1 && n < CRP_CONFIG_EMAIL_MAX;
-}
-
 static void set_why(char *why, size_t whylen, const char *msg)
 {
     if (why != NULL && whylen > 0)
@@ -293,7 +277,7 @@ crp_err crp_alert_policy_normalize(crp_alert_policy *p, char *why, size_t whylen
             b++;
         while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
             e--;
-        if (!is_email(b, (size_t)(e - b))) {
+        if (!crp_config_is_email(b, (size_t)(e - b)) || (size_t)(e - b) >= CRP_CONFIG_EMAIL_MAX) {
             set_why(why, whylen,
                     "recipients: expected TenantAdmins or a comma-separated list of e-mail "
                     "addresses");

@@ -43,20 +43,6 @@ struct crp_audit {
     atomic_bool healthy;
 };
 
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static uint64_t default_clock(void *ctx)
 {
     (void)ctx;
@@ -116,18 +102,19 @@ crp_err crp_audit_create(crp_audit **out, const crp_audit_opts *opts, char *errb
         return CRP_OK;
     }
     if (strlen(opts->state_dir) >= CRP_CONFIG_PATH_MAX) {
-        set_err(errbuf, errlen, "audit log: state_dir '%s' too long", opts->state_dir);
+        crp_errbuf_printf(errbuf, errlen, "audit log: state_dir '%s' too long", opts->state_dir);
         goto out_free;
     }
     snprintf(a->path, sizeof(a->path), "%s/%s", opts->state_dir, CRP_AUDIT_FILE);
     if (mkdir_p(opts->state_dir) != 0) {
-        set_err(errbuf, errlen, "audit log: cannot create directory %s: %s", opts->state_dir,
-                strerror(errno));
+        crp_errbuf_printf(errbuf, errlen, "audit log: cannot create directory %s: %s",
+                          opts->state_dir, strerror(errno));
         goto out_free;
     }
     a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (a->fd < 0) {
-        set_err(errbuf, errlen, "audit log: cannot open %s: %s", a->path, strerror(errno));
+        crp_errbuf_printf(errbuf, errlen, "audit log: cannot open %s: %s", a->path,
+                          strerror(errno));
         goto out_free;
     }
     /* A crash may have torn the last line. Terminate it so the fragment
@@ -142,7 +129,8 @@ crp_err crp_audit_create(crp_audit **out, const crp_audit_opts *opts, char *errb
             close(rfd);
         }
         if (last != '\n' && write(a->fd, "\n", 1) != 1) {
-            set_err(errbuf, errlen, "audit log: cannot repair %s: %s", a->path, strerror(errno));
+            crp_errbuf_printf(errbuf, errlen, "audit log: cannot repair %s: %s", a->path,
+                              strerror(errno));
             goto out_close;
         }
     }

@@ -148,6 +148,11 @@ void crp_config_defaults(crp_config *cfg);
  * per struct at a time. */
 crp_err crp_config_load(crp_config *cfg, const char *path, char *errbuf, size_t errlen);
 
+/* A plausible mailbox, as [identity] email and [alerts] recipients take
+ * it: something, '@', something; no blanks, commas, semicolons or control
+ * characters. Deliverability is the mail system's business. */
+bool crp_config_is_email(const char *s, size_t n);
+
 /* Frees the identity array and empties it; the other fields stay valid.
  * NULL-safe, idempotent. */
 void crp_config_fini(crp_config *cfg);

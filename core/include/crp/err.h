@@ -35,4 +35,12 @@ const char *crp_strerror(crp_err err);
 /* Returns the symbolic name ("CRP_FULL"); never NULL. */
 const char *crp_err_name(crp_err err);
 
+#include <stddef.h>
+
+/* Replaces errbuf's content with the formatted message, truncated to
+ * errlen; errbuf NULL or errlen 0: nothing. For the "sentence in errbuf"
+ * that fallible functions return beside their crp_err. */
+void crp_errbuf_printf(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #endif
